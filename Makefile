@@ -1,0 +1,77 @@
+# Heliox: every developer and CI entry point. `make help` lists them.
+# Tiers and what they need are described in docs/ARCHITECTURE.md ("Tests").
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Pinned Go tools (helm, kube-score, kind, kwok, control-plane binaries) are linked here by scripts/.
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run migrate test test-unit test-integration test-chart test-reliability \
+        test-cluster e2e bench lint lock tools chart-docs k8s-render clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+# The virtualenv is rebuilt only when a lock file changes.
+venv: $(VENV)/.installed ## create .venv from the lock files
+$(VENV)/.installed: service/requirements.lock requirements-dev.lock service/pyproject.toml migrations-job/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps -e service -e migrations-job
+	@touch $@
+
+run: venv ## migrate the embedded SQLite database and serve on :8000 with reload
+	$(BIN)/heliox-migrate upgrade
+	$(BIN)/uvicorn heliox.main:app --reload --reload-dir service/heliox --host 127.0.0.1 --port $${PORT:-8000}
+
+migrate: venv ## apply migrations to DATABASE_URL (default: the embedded SQLite file)
+	$(BIN)/heliox-migrate upgrade
+
+test: test-unit test-integration test-chart test-reliability test-cluster ## every tier this machine can run (e2e: `make e2e`)
+
+test-unit: venv ## unit tier: Python only
+	$(BIN)/pytest tests/unit
+
+test-integration: venv ## integration tier: starts throwaway Postgres and Redis (skips, saying why, if absent)
+	$(BIN)/pytest tests/integration
+
+test-chart: venv ## chart tier: helm lint, render, schema-validate, kube-score, under Helm 4 and Helm 3
+	scripts/tools.sh helm helm3 helm-docs kube-score
+	$(BIN)/pytest tests/chart
+
+test-reliability: venv ## reliability tier: reloads, outages and fuzzing under load
+	$(BIN)/pytest bench/reliability
+
+test-cluster: venv ## cluster tier: real control plane from processes (etcd, apiserver, controllers, kwok)
+	$(BIN)/pytest tests/cluster -m "not e2e"
+
+e2e: venv ## kind end-to-end tier: needs Docker and kind (skips, saying so, without them)
+	$(BIN)/pytest tests/cluster -m e2e
+
+bench: venv ## load benchmarks; results go to bench/results/
+	$(BIN)/python -m bench.run
+
+lint: venv ## ruff, mypy on the service, helm lint --strict on the chart
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	scripts/tools.sh helm
+	helm lint --strict charts/heliox
+
+lock: ## re-resolve the lock files from service/pyproject.toml and requirements-dev.in
+	@test -x $(BIN)/pip-compile || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q pip-tools; }
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o service/requirements.lock service/pyproject.toml
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o requirements-dev.lock requirements-dev.in
+
+tools: ## build and link every pinned Go tool (cached under ~/.cache/heliox)
+	scripts/tools.sh
+
+chart-docs: ## regenerate charts/heliox/README.md's values table from values.yaml
+	scripts/tools.sh helm-docs
+	helm-docs --chart-search-root charts
+
+clean: ## remove local environments (the ~/.cache/heliox build cache is kept)
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
