@@ -63,8 +63,8 @@ lint: venv ## ruff, mypy on the service, helm lint --strict on the chart
 
 lock: ## re-resolve the lock files from service/pyproject.toml and requirements-dev.in
 	@test -x $(BIN)/pip-compile || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q pip-tools; }
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o service/requirements.lock service/pyproject.toml
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o requirements-dev.lock requirements-dev.in
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o service/requirements.lock service/pyproject.toml
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o requirements-dev.lock requirements-dev.in
 
 tools: ## build and link every pinned Go tool (cached under ~/.cache/heliox)
 	scripts/tools.sh
