@@ -1,0 +1,1 @@
+"""Chart tier: the heliox Helm chart rendered, linted and validated offline."""
