@@ -9,7 +9,8 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run migrate test test-unit test-integration test-chart test-reliability \
-        test-cluster e2e bench lint lock tools chart-docs k8s-render clean
+        test-cluster cluster-tools cluster-up cluster-down e2e bench lint lock tools chart-docs \
+        k8s-render clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -46,7 +47,18 @@ test-reliability: venv ## reliability tier: reloads, outages and fuzzing under l
 	$(BIN)/pytest bench/reliability
 
 test-cluster: venv ## cluster tier: real control plane from processes (etcd, apiserver, controllers, kwok)
+	@# Build first, with its output shown (a cold build is long); without Go the tests say so.
+	@if command -v go >/dev/null; then scripts/control-plane/build.sh; fi
 	$(BIN)/pytest tests/cluster -m "not e2e"
+
+cluster-tools: ## build (once per version, cached) the cluster tier's etcd, Kubernetes and kwok binaries
+	scripts/control-plane/build.sh
+
+cluster-up: cluster-tools ## start a throwaway control plane by hand; prints the KUBECONFIG to export
+	$(PYTHON) scripts/control-plane/cluster.py up
+
+cluster-down: ## stop the control plane of `make cluster-up` and remove its state
+	$(PYTHON) scripts/control-plane/cluster.py down
 
 e2e: venv ## kind end-to-end tier: needs Docker and kind (skips, saying so, without them)
 	$(BIN)/pytest tests/cluster -m e2e

@@ -42,7 +42,7 @@ build_wrapper() {
     (cd "$here/$dir" && GOFLAGS="${GOFLAGS:--p=2} -mod=readonly" CGO_ENABLED=0 \
       go build -trimpath -ldflags "-s -w $ldflags" -o "$out.partial/$name" .)
     local n
-    for n in "$@"; do ln -sfn "$name" "$out.partial/$n"; done
+    for n in "$@"; do [[ $n == "$name" ]] || ln -sfn "$name" "$out.partial/$n"; done
     rm -rf "$out" && mv "$out.partial" "$out"
     log "built $name $version in $((SECONDS - start))s"
   fi
