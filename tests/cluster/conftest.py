@@ -1,0 +1,117 @@
+"""Fixtures of the cluster tier: one real control plane per session, a fresh namespace per test.
+
+    def test_something(cluster, namespace):
+        cluster.apply(manifest, namespace)
+        cluster.kubectl("scale", "deployment/web", "--replicas=3", "-n", namespace)
+        cluster.run(["helm", "install", ...])          # KUBECONFIG and .tools/bin are set
+        cluster.wait_for("3 ready pods", lambda: ...)
+        cluster.progress("upgraded")                    # one line on the terminal
+
+`cluster` (session) is a `controlplane.Cluster`. The binaries are built on first use (needs Go;
+`make cluster-tools` does it ahead, with its output shown). Set HELIOX_CLUSTER_REUSE=1 to run
+against the cluster of `make cluster-up` instead of starting one (faster while iterating).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+import pytest
+from controlplane import (
+    Cluster,
+    binaries_present,
+    build_binaries,
+    go_available,
+    reuse_control_plane,
+    start_control_plane,
+)
+
+
+@pytest.fixture(scope="session")
+def cluster_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """Writes one line to the terminal, outside pytest's output capture."""
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(msg: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[cluster] {msg}")
+        else:  # pragma: no cover (xdist workers, plugins off)
+            print(f"[cluster] {msg}", flush=True)
+
+    return progress
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_progress: Callable[[str], None]) -> Generator[Cluster, None, None]:
+    if os.environ.get("HELIOX_CLUSTER_REUSE") == "1":
+        state = Path(os.environ.get("HELIOX_CLUSTER_DIR", "/tmp/heliox-cluster"))
+        if not (state / "cluster.json").exists():
+            pytest.fail(f"HELIOX_CLUSTER_REUSE=1 but no cluster in {state}: run `make cluster-up`")
+        cluster_progress(f"reusing the cluster in {state}")
+        yield reuse_control_plane(state, cluster_progress)
+        return
+    if go_available():
+        build_binaries(cluster_progress)
+    elif not binaries_present():
+        pytest.skip("the cluster tier needs Go (>= 1.26) to build its pinned control plane "
+                    "(etcd, Kubernetes, kwok); `go` is not on PATH")
+    c = start_control_plane(cluster_progress, owner_pid=os.getpid())
+    try:
+        yield c
+    finally:
+        cluster_progress("tearing the control plane down")
+        c.stop()
+
+
+_namespaces = pytest.StashKey[tuple[Cluster, list[str]]]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """When a test fails, its report shows what its namespaces held (pods, events, ...)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and _namespaces in item.stash:
+        cluster, names = item.stash[_namespaces]
+        for ns in names:
+            dump = cluster.kubectl("get", "all,pvc,events", "-n", ns, "-o", "wide", check=False)
+            report.sections.append((f"namespace {ns}", dump.stdout + dump.stderr))
+
+
+@pytest.fixture
+def namespace_factory(
+    cluster: Cluster, request: pytest.FixtureRequest
+) -> Generator[Callable[..., str], None, None]:
+    """make(labels=None, prefix=None) -> a new namespace named after the test; all are deleted
+    afterwards (without waiting). When the test fails, its report shows their content."""
+    made: list[str] = []
+    request.node.stash[_namespaces] = (cluster, made)
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().removeprefix("test_"))[:40].strip("-")
+
+    def make(labels: dict[str, str] | None = None, prefix: str | None = None) -> str:
+        name = f"{(prefix or base)[:40].strip('-')}-{uuid.uuid4().hex[:6]}"
+        made.append(cluster.create_namespace(name, labels))
+        return name
+
+    yield make
+    for ns in made:
+        cluster.delete_namespace(ns)
+
+
+@pytest.fixture
+def namespace(namespace_factory: Callable[..., str]) -> str:
+    """A fresh namespace for this test (no Pod Security level enforced)."""
+    return namespace_factory()
+
+
+@pytest.fixture
+def restricted_namespace(namespace_factory: Callable[..., str]) -> str:
+    """A fresh namespace enforcing Pod Security `restricted`, as the chart's users run it."""
+    return namespace_factory(labels={
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    })
