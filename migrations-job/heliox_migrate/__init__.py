@@ -1,0 +1,1 @@
+"""Heliox schema migration runner (`heliox-migrate`)."""

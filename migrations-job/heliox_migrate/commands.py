@@ -1,0 +1,83 @@
+"""upgrade, check, current, downgrade: each on one connection, the schema-changing ones locked."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+
+from heliox_migrate.database import migration_lock, one_line
+
+logger = logging.getLogger("heliox.migrate")
+
+
+class MigrationFailed(Exception):
+    pass
+
+
+def alembic_config(scripts: Path, connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(scripts))
+    config.attributes["connection"] = connection
+    return config
+
+
+def current_revision(connection: Connection) -> str:
+    heads = MigrationContext.configure(connection).get_current_heads()
+    if connection.in_transaction():
+        connection.commit()
+    return ",".join(sorted(heads)) or "base"
+
+
+def head_revision(config: Config) -> str:
+    return ",".join(sorted(ScriptDirectory.from_config(config).get_heads())) or "base"
+
+
+def _change(
+    connection: Connection, config: Config, verb: str, target: str, lock_timeout: float
+) -> str:
+    with migration_lock(connection, lock_timeout):
+        before = current_revision(connection)
+        try:
+            if verb == "upgrade":
+                command.upgrade(config, target)
+            else:
+                command.downgrade(config, target)
+        except Exception as exc:
+            if connection.in_transaction():
+                connection.rollback()
+            after = current_revision(connection)
+            raise MigrationFailed(
+                f"{verb} to {target} failed: {one_line(exc)}; "
+                f"schema left at revision {after} (was {before})"
+            ) from exc
+        if connection.in_transaction():
+            connection.commit()
+        return current_revision(connection)
+
+
+def upgrade(connection: Connection, config: Config, target: str, lock_timeout: float) -> str:
+    return _change(connection, config, "upgrade", target, lock_timeout)
+
+
+def downgrade(connection: Connection, config: Config, target: str, lock_timeout: float) -> str:
+    return _change(connection, config, "downgrade", target, lock_timeout)
+
+
+def at_head(
+    connection: Connection, config: Config, wait: float, poll: float = 1.0
+) -> tuple[bool, str, str]:
+    """Whether the schema is at head, polling up to ``wait`` seconds for it to get there."""
+    head = head_revision(config)
+    deadline = time.monotonic() + wait
+    while True:
+        current = current_revision(connection)
+        if current == head or time.monotonic() >= deadline:
+            return current == head, current, head
+        time.sleep(poll)

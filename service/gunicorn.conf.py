@@ -1,0 +1,110 @@
+"""gunicorn settings for the Heliox image: ``gunicorn -c gunicorn.conf.py heliox.main:app``.
+
+Every value comes from the environment (names in docs/ARCHITECTURE.md, "Configuration").
+This file runs in the master, before any worker exists; it imports only the standard library
+and heliox's logging module, so the master stays small.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _int_env(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        sys.exit(
+            f"heliox: configuration error: {name} must be an integer >= {minimum} (got {raw!r})"
+        )
+    return value
+
+
+# Workers come from WEB_CONCURRENCY, never os.cpu_count(): that sees the node's cores, not the
+# pod's CPU limit (the chart derives WEB_CONCURRENCY from the limit).
+workers = _int_env("WEB_CONCURRENCY", 1, 1)
+worker_class = "heliox.serving.Worker"  # the uvicorn-worker package's class, our server options
+bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{_int_env('PORT', 8000, 1)}"]  # noqa: S104
+
+# SIGTERM: stop accepting, let in-flight requests finish, then exit; SIGKILL after this.
+graceful_timeout = _int_env("GRACEFUL_TIMEOUT", 25, 1)
+timeout = _int_env("WORKER_TIMEOUT", 30, 1)
+# Longer than the load balancer's idle timeout (60 s on common cloud LBs), so the LB, not we,
+# closes idle connections: otherwise a request can race our close and get a 502.
+keepalive = _int_env("KEEPALIVE_TIMEOUT", 75, 1)
+# Recycle workers now and then (bounds slow leaks); jitter keeps them from restarting together.
+max_requests = _int_env("MAX_REQUESTS", 10000, 0)
+max_requests_jitter = _int_env("MAX_REQUESTS_JITTER", 1000, 0)
+# The heartbeat file on tmpfs: never blocks on a slow disk, works on a read-only root FS.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+proc_name = "heliox"
+
+# Logs: our formatter for gunicorn's own loggers too; the access line is written by the app.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+_handler = {
+    "class": "logging.StreamHandler",
+    "formatter": "heliox",
+    "stream": "ext://sys.stderr",
+}
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"heliox": {"()": "heliox.core.logging.formatter_from_env"}},
+    "handlers": {"console": _handler, "error_console": _handler},
+    "root": {"level": loglevel.upper(), "handlers": ["console"]},
+    "loggers": {
+        "gunicorn.error": {
+            "level": loglevel.upper(),
+            "handlers": ["error_console"],
+            "propagate": False,
+        },
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+    },
+}
+
+# Prometheus multiprocess mode: the directory must be known before workers import
+# prometheus_client. A private one under /dev/shm (or /tmp) unless one is given.
+_own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _own_metrics_dir:
+    _base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # noqa: S108
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="heliox-metrics-", dir=_base)
+
+
+def on_starting(server: Any) -> None:
+    """Validate the app's settings once, in the master, and start with clean metrics files."""
+    from heliox.core.config import ConfigError, load_settings  # noqa: PLC0415
+
+    try:
+        load_settings()
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"heliox: configuration error: {line}", file=sys.stderr)
+        sys.exit(1)
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    # Files left by a previous run would be summed into this run's counters.
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess  # noqa: PLC0415
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

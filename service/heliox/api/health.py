@@ -1,0 +1,58 @@
+"""Liveness, readiness, service info and the Prometheus endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from heliox import __version__
+from heliox.api.deps import get_resources
+from heliox.core import metrics
+from heliox.core.errors import error_response
+from heliox.core.resources import NotStarted
+
+router = APIRouter(tags=["health"])
+
+_OK = b'{"status":"ok"}'
+
+
+@router.get("/health", summary="Liveness: the process serves requests; touches no dependency")
+async def health() -> Response:
+    # Pre-rendered: this is the probe and benchmark path, so it skips serialization.
+    return Response(_OK, media_type="application/json")
+
+
+@router.get(
+    "/health/db",
+    summary="Readiness: the database answers (bounded, cached about a second)",
+    responses={503: {"description": "Database unavailable (error body)"}},
+)
+async def health_db(request: Request) -> Any:
+    ok, message = await get_resources(request).health.check()
+    if not ok:
+        return error_response(
+            503,
+            f"Database unavailable: {message}",
+            {"database": "disconnected"},
+            {"Retry-After": "1"},
+        )
+    return {"status": "ok", "database": "connected", "message": message}
+
+
+@router.get("/", summary="Service name, version and environment")
+async def info(request: Request) -> dict[str, str]:
+    return {
+        "name": "heliox",
+        "version": __version__,
+        "environment": get_resources(request).settings.env,
+    }
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    resources = get_resources(request)
+    with contextlib.suppress(NotStarted):  # no pool to report before startup
+        metrics.set_pool_figures(resources.db.pool_status())
+    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)

@@ -1,0 +1,78 @@
+"""/api/v1/items: the seed's example resource, in the database, reads cached in Redis."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from starlette.responses import Response
+
+from heliox.api.deps import DB, CacheDep
+from heliox.repositories import items as repo
+from heliox.schemas.item import ItemCreate, ItemPage, ItemRead, ItemUpdate
+
+# The full prefix is declared here, not in include_router(): the route template that metrics
+# are labelled with is the path this router declares.
+router = APIRouter(prefix="/api/v1/items", tags=["items"])
+
+NAMESPACE = "items"
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+_NOT_FOUND = "Item not found"
+_JSON = "application/json"
+
+
+def _cached(body: bytes, hit: bool) -> Response:
+    return Response(body, media_type=_JSON, headers={"X-Cache": "hit" if hit else "miss"})
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ItemRead)
+async def create_item(data: ItemCreate, db: DB, cache: CacheDep) -> Response:
+    item = await db.run(lambda s: repo.create(s, data))
+    await cache.invalidate(NAMESPACE)
+    return Response(item.model_dump_json(), status_code=201, media_type=_JSON)
+
+
+@router.get("", response_model=ItemPage)
+async def list_items(
+    db: DB,
+    cache: CacheDep,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    cached, key = await cache.get(NAMESPACE, f"page:{offset}:{limit}")
+    if cached is not None:
+        return _cached(cached, hit=True)
+    page = await db.run(lambda s: repo.page(s, offset, limit))
+    body = page.model_dump_json().encode()
+    await cache.set(key, body)
+    return _cached(body, hit=False)
+
+
+@router.get("/{item_id}", response_model=ItemRead)
+async def get_item(item_id: ItemId, db: DB, cache: CacheDep) -> Response:
+    cached, key = await cache.get(NAMESPACE, f"item:{item_id}")
+    if cached is not None:
+        return _cached(cached, hit=True)
+    item = await db.run(lambda s: repo.get(s, item_id))
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    body = item.model_dump_json().encode()
+    await cache.set(key, body)
+    return _cached(body, hit=False)
+
+
+@router.patch("/{item_id}", response_model=ItemRead)
+async def update_item(item_id: ItemId, data: ItemUpdate, db: DB, cache: CacheDep) -> Response:
+    item = await db.run(lambda s: repo.update(s, item_id, data))
+    if item is None:
+        raise HTTPException(404, _NOT_FOUND)
+    await cache.invalidate(NAMESPACE)
+    return Response(item.model_dump_json(), media_type=_JSON)
+
+
+@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_item(item_id: ItemId, db: DB, cache: CacheDep) -> Response:
+    if not await db.run(lambda s: repo.delete(s, item_id)):
+        raise HTTPException(404, _NOT_FOUND)
+    await cache.invalidate(NAMESPACE)
+    return Response(status_code=204)

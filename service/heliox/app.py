@@ -1,0 +1,59 @@
+"""The application factory: routers, error handlers, middleware, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from heliox import __version__
+from heliox.api import health, items
+from heliox.core.config import Settings, get_settings
+from heliox.core.errors import install_exception_handlers
+from heliox.core.logging import configure_logging
+from heliox.core.middleware import HelioxMiddleware
+from heliox.core.resources import Resources
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    resources = Resources(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await resources.start()
+        try:
+            yield
+        finally:
+            await resources.stop()
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="Heliox-AI API",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.resources = resources
+    install_exception_handlers(app)
+    app.include_router(health.router)
+    app.include_router(items.router)
+    app.add_route("/metrics", health.metrics_endpoint, methods=["GET"], include_in_schema=False)
+
+    # Added last = outermost: CORS preflights also get request IDs, headers and metrics.
+    if settings.cors_enabled:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After", "X-Cache"],
+            max_age=600,
+        )
+    app.add_middleware(HelioxMiddleware, resources=resources)
+    return app

@@ -1,0 +1,1 @@
+"""Cross-cutting infrastructure: config, db, redis, logging, errors, middleware."""

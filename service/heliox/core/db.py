@@ -1,0 +1,128 @@
+"""SQLAlchemy engine, sessions and the time bounds that turn an outage into a quick 503.
+
+Bounds, from the inside out: ``connect_timeout`` (a dead or black-holed server), the server's
+``statement_timeout`` (a slow query), TCP keepalives and ``tcp_user_timeout`` (a silent network
+partition), ``pool_timeout`` (an exhausted pool), and :meth:`Database.run`'s deadline around the
+whole unit of work (a frozen server that still holds our sockets open).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
+
+from heliox.core.config import Settings, mask_url
+from heliox.core.errors import DatabaseUnavailable
+
+logger = logging.getLogger("heliox.db")
+
+T = TypeVar("T")
+
+
+def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
+    return {
+        "connect_timeout": settings.db_connect_timeout,
+        "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        "application_name": "heliox",
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": settings.db_connect_timeout * 1000 * 3,
+    }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
+    """An engine for DATABASE_URL (or the development SQLite file). Connects lazily."""
+    sa_url = make_url(url or settings.effective_database_url)
+    if sa_url.get_backend_name() == "sqlite":
+        if sa_url.database and sa_url.database != ":memory:":
+            Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            sa_url,
+            poolclass=QueuePool,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_pre_ping=settings.db_pool_pre_ping,
+            pool_timeout=settings.db_pool_timeout,
+            connect_args={"check_same_thread": False, "timeout": 5},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        sa_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_timeout=settings.db_pool_timeout,
+        connect_args=_postgres_connect_args(settings),
+    )
+
+
+class Database:
+    """The engine, a session factory, and a bounded way to run work on them."""
+
+    def __init__(self, engine: Engine, request_timeout: float) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.request_timeout = request_timeout
+
+    @property
+    def display_url(self) -> str:
+        return mask_url(self.engine.url.render_as_string(hide_password=False))
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` with its own session in a worker thread, committing on success.
+
+        The deadline bounds the caller even when the thread is stuck on a frozen server: the
+        thread is abandoned (its connection is reclaimed by keepalives or when the server
+        returns) and the caller gets DatabaseUnavailable, which the handlers turn into 503.
+        """
+
+        def unit_of_work() -> T:
+            with self.sessions.begin() as session:
+                return work(session)
+
+        try:
+            with anyio.fail_after(self.request_timeout):
+                return await anyio.to_thread.run_sync(unit_of_work, abandon_on_cancel=True)
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"no answer from the database within {self.request_timeout:g}s"
+            ) from None
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def pool_status(self) -> dict[str, int]:
+        pool = self.engine.pool
+        if not isinstance(pool, QueuePool):
+            return {}
+        return {
+            "size": pool.size(),
+            "checked_out": pool.checkedout(),
+            "checked_in": pool.checkedin(),
+            "overflow": max(pool.overflow(), 0),
+        }
+
+    def dispose(self) -> None:
+        self.engine.dispose()

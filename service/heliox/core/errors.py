@@ -1,0 +1,135 @@
+"""The error body ``{"error", "message", "request_id", "details"?}`` and the handlers that send it.
+
+Every error status goes through :func:`error_response`: HTTP exceptions (404, 405, ...),
+validation errors (422), database outages (503) and, via the middleware, unhandled
+exceptions (500, no traceback unless ENV=development).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from heliox.core.logging import request_id_var
+
+logger = logging.getLogger("heliox.errors")
+
+ERROR_TYPES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class DatabaseUnavailable(Exception):
+    """The database did not answer in time or refused the connection."""
+
+
+class PayloadTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body exceeds the limit of {limit} bytes")
+
+
+def error_type(status: int) -> str:
+    known = ERROR_TYPES.get(status)
+    if known is not None:
+        return known
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+def error_body(status: int, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "error": error_type(status),
+        "message": message,
+        "request_id": request_id_var.get(),
+    }
+    if details:
+        body["details"] = details
+    return body
+
+
+def error_bytes(status: int, message: str, details: dict[str, Any] | None = None) -> bytes:
+    return json.dumps(error_body(status, message, details), default=str).encode()
+
+
+def error_response(
+    status: int,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        error_bytes(status, message, details),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    details: dict[str, Any] | None = None
+    if isinstance(detail, str):
+        message = detail
+    else:
+        message = HTTPStatus(exc.status_code).phrase
+        details = {"detail": jsonable_encoder(detail)}
+    return error_response(exc.status_code, message, details, exc.headers)
+
+
+def _clean_validation_error(error: dict[str, Any]) -> dict[str, Any]:
+    # The raw input can be large or sensitive; the location and message say enough.
+    return {key: error[key] for key in ("type", "loc", "msg") if key in error}
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_clean_validation_error(dict(e)) for e in exc.errors()]
+    return error_response(422, "Request validation failed", {"errors": jsonable_encoder(errors)})
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    reason = type(exc).__name__
+    logger.warning("database unavailable", extra={"error_type": reason, "path": request.url.path})
+    return error_response(
+        503, "Database unavailable, try again shortly", {"reason": reason}, {"Retry-After": "1"}
+    )
+
+
+DATABASE_OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    sa_exc.DisconnectionError,
+)
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for exc_type in DATABASE_OUTAGE_ERRORS:
+        app.add_exception_handler(exc_type, _database_unavailable)

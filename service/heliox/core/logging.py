@@ -1,0 +1,136 @@
+"""Log lines: ``timestamp=... level=... logger=... message=... request_id=...`` plus extras.
+
+One formatter serves our loggers and uvicorn's and gunicorn's (gunicorn.conf.py points its
+``logconfig_dict`` at :func:`formatter_from_env`), so every line of a request carries its
+request ID. ``LOG_FORMAT=json`` gives one JSON object per line instead. Passwords inside URLs
+and ``password=`` pairs are masked in every line. This module imports only the standard
+library: the gunicorn master loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD_ATTRS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "request_id", "color_message", "taskName"}
+)
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)@")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|[^\s'\"]+)", re.IGNORECASE)
+_NEEDS_QUOTES = re.compile(r'[\s="\\]')
+
+
+def redact(text: str) -> str:
+    """Mask passwords in URLs (``scheme://user:***@host``) and in ``password=...`` pairs."""
+    if "://" in text:
+        text = _URL_PASSWORD.sub(r"\1***@", text)
+    if "assword" in text or "ASSWORD" in text:
+        text = _KV_PASSWORD.sub(r"\1***", text)
+    return text
+
+
+def _kv_value(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if text and not _NEEDS_QUOTES.search(text):
+        return text
+    escaped = (
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _request_id(record: logging.LogRecord) -> str:
+    explicit = record.__dict__.get("request_id")
+    return explicit if isinstance(explicit, str) else request_id_var.get()
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
+
+
+class KVFormatter(logging.Formatter):
+    """``key=value`` lines; values with spaces, quotes or ``=`` are double-quoted and escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [
+            f"timestamp={_timestamp(record)}",
+            f"level={record.levelname}",
+            f"logger={record.name}",
+            f"message={_kv_value(record.getMessage())}",
+            f"request_id={_kv_value(_request_id(record))}",
+        ]
+        parts.extend(f"{key}={_kv_value(value)}" for key, value in _extras(record).items())
+        if record.exc_info:
+            parts.append(f"exc_info={_kv_value(self.formatException(record.exc_info))}")
+        return redact(" ".join(parts))
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line with the same keys as the kv format."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "timestamp": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": _request_id(record),
+        }
+        payload.update(_extras(record))
+        if record.exc_info:
+            payload["exc_info"] = self.formatException(record.exc_info)
+        return redact(json.dumps(payload, default=str, ensure_ascii=False))
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    return JSONFormatter() if log_format == "json" else KVFormatter()
+
+
+def formatter_from_env() -> logging.Formatter:
+    """Factory for ``logging.config.dictConfig`` (``"()"`` key): honours LOG_FORMAT."""
+    return make_formatter(os.environ.get("LOG_FORMAT", "kv").strip().lower())
+
+
+# Third-party loggers that must write through our handler instead of their own.
+_ADOPTED = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "alembic")
+_HANDLER_NAME = "heliox"
+
+
+def configure_logging(level: str = "INFO", log_format: str = "kv") -> None:
+    """Install one stderr handler on the root logger; idempotent."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(make_formatter(log_format))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    # Replace default handlers (e.g. a bare basicConfig), keep pytest's capture handlers.
+    for old in [h for h in root.handlers if type(h) is logging.StreamHandler]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _ADOPTED:
+        adopted = logging.getLogger(name)
+        adopted.handlers.clear()
+        adopted.propagate = True
+        adopted.setLevel(logging.NOTSET)
+    # Our middleware writes the access line (with duration and request ID).
+    logging.getLogger("uvicorn.access").disabled = True

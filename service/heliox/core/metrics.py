@@ -1,0 +1,78 @@
+"""Prometheus metrics: requests by route template and status, latency, DB pool figures.
+
+Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py) before any worker imports
+prometheus_client, so every worker writes its samples to files there and a scrape of any
+worker aggregates them all; dead workers are marked in gunicorn's ``child_exit`` hook.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "<unmatched>"
+
+REQUESTS = Counter(
+    "heliox_http_requests_total",
+    "HTTP requests by method, route template and status.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "heliox_http_request_duration_seconds",
+    "HTTP request latency by method, route template and status.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+# livesum: the pool figures of all live workers add up to the pod's.
+POOL_GAUGES = {
+    name: Gauge(f"heliox_db_pool_{name}", help_text, multiprocess_mode="livesum")
+    for name, help_text in (
+        ("size", "Configured pool size (persistent connections)."),
+        ("checked_out", "Connections in use."),
+        ("checked_in", "Idle connections in the pool."),
+        ("overflow", "Connections open beyond the pool size."),
+    )
+}
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe(method: str, route: str, status: int, seconds: float) -> None:
+    key = (method if method in _METHODS else "OTHER", route, status)
+    children = _children.get(key)
+    if children is None:
+        labels = (key[0], route, str(status))
+        children = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+        _children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+def set_pool_figures(figures: dict[str, int]) -> None:
+    for name, value in figures.items():
+        gauge = POOL_GAUGES.get(name)
+        if gauge is not None:
+            gauge.set(value)
+
+
+def render() -> bytes:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return generate_latest(REGISTRY)
+    from prometheus_client import multiprocess  # noqa: PLC0415 - only in multiprocess mode
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)

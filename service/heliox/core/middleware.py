@@ -1,0 +1,200 @@
+"""The one pure-ASGI middleware every HTTP request passes through.
+
+Request ID, security headers, body size limit, shared rate limit, the 500 error body for
+unhandled exceptions, metrics and the access log live in a single layer: each extra ASGI layer
+costs a few percent of throughput, and this path is what /health is benchmarked on. Each
+concern's logic is in its own module (requestid, ratelimit, metrics, errors); this class only
+sequences them.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from heliox.core import metrics
+from heliox.core.errors import PayloadTooLarge, error_bytes
+from heliox.core.logging import request_id_var
+from heliox.core.requestid import pick_request_id
+
+if TYPE_CHECKING:
+    from heliox.core.resources import Resources
+
+logger = logging.getLogger("heliox.errors")
+access_logger = logging.getLogger("heliox.access")
+
+_DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json")
+
+
+def _security_headers(
+    production_like: bool,
+) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """Headers for API responses and for the interactive docs (which need scripts)."""
+    base = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    ]
+    if production_like:
+        base.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    api = [*base, (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")]
+    return api, base
+
+
+class HelioxMiddleware:
+    def __init__(self, app: ASGIApp, resources: Resources) -> None:
+        self.app = app
+        self.resources = resources
+        settings = resources.settings
+        self.max_body = settings.max_body_size
+        self.access_log = settings.access_log
+        self.quiet_paths = frozenset(settings.access_log_quiet_paths)
+        self.api_headers, self.docs_headers = _security_headers(not settings.is_development)
+        self.show_exceptions = settings.is_development
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        incoming_id, content_length, chunked = _scan_headers(scope)
+        request_id = pick_request_id(incoming_id)
+        token = request_id_var.set(request_id)
+        path: str = scope["path"]
+        extra_headers = [
+            *(self.docs_headers if path.startswith(_DOCS_PREFIXES) else self.api_headers),
+            (b"x-request-id", request_id.encode()),
+        ]
+        status = 500
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
+            await send(message)
+
+        try:
+            if content_length is not None and not self._length_ok(content_length):
+                await _send_error(send_with_headers, 413, PayloadTooLarge(self.max_body).detail)
+            elif not await self._rate_limit_ok(scope, path, send_with_headers):
+                pass
+            else:
+                await self.app(
+                    scope,
+                    self._limited(receive) if chunked else receive,
+                    send_with_headers,
+                )
+        except PayloadTooLarge as exc:
+            if started:
+                raise
+            await _send_error(send_with_headers, 413, exc.detail)
+        except Exception as exc:
+            if started:
+                logger.exception("unhandled error after the response started")
+                raise
+            logger.exception("unhandled error", extra={"path": path})
+            details = (
+                {"exception": f"{type(exc).__name__}: {exc}"} if self.show_exceptions else None
+            )
+            await _send_error(send_with_headers, 500, "Internal server error", details)
+        finally:
+            self._record(scope, path, status, perf_counter() - start)
+            request_id_var.reset(token)
+
+    def _record(self, scope: Scope, path: str, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or metrics.UNMATCHED_ROUTE
+        metrics.observe(scope["method"], template, status, elapsed)
+        if self.access_log and (status >= 400 or path not in self.quiet_paths):
+            access_logger.info(
+                "%s %s %s",
+                scope["method"],
+                path,
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "client": (scope.get("client") or ("-",))[0],
+                },
+            )
+
+    def _length_ok(self, raw: bytes) -> bool:
+        try:
+            return int(raw) <= self.max_body
+        except ValueError:
+            return False
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Count the bytes of a body sent without Content-Length (chunked)."""
+        received = 0
+        limit = self.max_body
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(limit)
+            return message
+
+        return limited_receive
+
+    async def _rate_limit_ok(self, scope: Scope, path: str, send: Send) -> bool:
+        limiter = self.resources.limiter
+        if limiter is None or not path.startswith("/api/"):
+            return True
+        client = scope.get("client")
+        decision = await limiter.hit(client[0] if client else "unknown")
+        if decision.allowed:
+            return True
+        if decision.unavailable:
+            await _send_error(send, 503, "Rate limiter unavailable, try again shortly", None, 1)
+            return False
+        await _send_error(
+            send,
+            429,
+            f"Too many requests: at most {limiter.limit} per {limiter.window}s",
+            {"limit": limiter.limit, "window_seconds": limiter.window},
+            decision.retry_after,
+        )
+        return False
+
+
+def _scan_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bool]:
+    """X-Request-ID, Content-Length, and whether the body is chunked, in one pass."""
+    incoming_id: bytes | None = None
+    content_length: bytes | None = None
+    chunked = False
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            incoming_id = value
+        elif name == b"content-length":
+            content_length = value
+        elif name == b"transfer-encoding":
+            chunked = True
+    return incoming_id, content_length, chunked
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    message: str,
+    details: dict[str, Any] | None = None,
+    retry_after: int | None = None,
+) -> None:
+    body = error_bytes(status, message, details)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

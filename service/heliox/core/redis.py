@@ -1,0 +1,70 @@
+"""One Redis client with short timeouts and a breaker, so an outage costs no request its answer.
+
+After a failure the client is skipped for ``REDIS_BACKOFF_SECONDS``: callers see
+:class:`RedisUnavailable` at once instead of paying a timeout on every request, and fall back
+(cache reads go to the database, the rate limit fails open by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from heliox.core.config import Settings, mask_url
+
+logger = logging.getLogger("heliox.redis")
+
+T = TypeVar("T")
+
+
+class RedisUnavailable(Exception):
+    """Redis is down or was down moments ago; use the fallback."""
+
+
+class RedisClient:
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.display_url = mask_url(url)
+        # No retries inside redis-py: one attempt per call, bounded by the socket timeouts.
+        self.redis: Redis = Redis.from_url(
+            url,
+            socket_timeout=settings.redis_socket_timeout,
+            socket_connect_timeout=settings.redis_connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=30,
+        )
+        self._backoff = settings.redis_backoff_seconds
+        self._down_until = 0.0
+        self._down = False
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    async def run(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+        if not self.available:
+            raise RedisUnavailable("redis marked down")
+        try:
+            result = await operation(self.redis)
+        except (RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + self._backoff
+            if not self._down:
+                self._down = True
+                logger.warning(
+                    "redis unavailable, falling back",
+                    extra={"error_type": type(exc).__name__, "backoff_s": self._backoff},
+                )
+            raise RedisUnavailable(str(exc)) from exc
+        if self._down:
+            self._down = False
+            logger.info("redis reachable again")
+        return result
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,83 @@
+"""What the app holds while it runs: DB, Redis, cache, rate limiter. Made and closed in lifespan."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from heliox.core.cache import Cache
+from heliox.core.config import Settings
+from heliox.core.db import Database, create_db_engine
+from heliox.core.health import DbHealth
+from heliox.core.ratelimit import RateLimiter
+from heliox.core.redis import RedisClient
+
+logger = logging.getLogger("heliox.lifespan")
+
+
+class NotStarted(RuntimeError):
+    pass
+
+
+class Resources:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._db: Database | None = None
+        self._health: DbHealth | None = None
+        self.redis: RedisClient | None = None
+        self.cache = Cache(None, settings.cache_ttl_seconds)
+        self.limiter: RateLimiter | None = None
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise NotStarted("the application's lifespan has not started")
+        return self._db
+
+    @property
+    def health(self) -> DbHealth:
+        if self._health is None:
+            raise NotStarted("the application's lifespan has not started")
+        return self._health
+
+    async def start(self) -> None:
+        s = self.settings
+        self._db = Database(create_db_engine(s), s.db_request_timeout)
+        self._health = DbHealth(self._db, s.health_db_timeout, s.health_db_cache_seconds)
+        redis_url = s.effective_redis_url
+        if redis_url is not None:
+            self.redis = RedisClient(redis_url, s)
+            if s.rate_limit_enabled:
+                self.limiter = RateLimiter(
+                    self.redis,
+                    s.rate_limit_requests,
+                    s.rate_limit_window_seconds,
+                    s.rate_limit_fail_open,
+                )
+        self.cache = Cache(self.redis, s.cache_ttl_seconds)
+        logger.info(
+            "started",
+            extra={
+                "env": s.env,
+                "database": self._db.display_url,
+                "redis": self.redis.display_url if self.redis else "disabled",
+                "rate_limit": f"{s.rate_limit_requests}/{s.rate_limit_window_seconds}s"
+                if self.limiter
+                else "off",
+            },
+        )
+
+    async def stop(self) -> None:
+        if self.redis is not None:
+            with anyio.move_on_after(2):
+                await self.redis.close()
+            logger.info("redis client closed")
+            self.redis = None
+            self.limiter = None
+            self.cache = Cache(None, self.settings.cache_ttl_seconds)
+        if self._db is not None:
+            self._db.dispose()
+            logger.info("database engine disposed")
+            self._db = None
+            self._health = None

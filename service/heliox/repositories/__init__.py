@@ -1,0 +1,1 @@
+"""Data access functions: plain SQLAlchemy on a Session, no web concerns."""
