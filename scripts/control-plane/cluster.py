@@ -36,6 +36,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,6 +50,7 @@ DEFAULT_STATE_DIR = Path(tempfile.gettempdir()) / "heliox-cluster"
 
 # Stop order: the reverse of the start order.
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+BINARIES = [*COMPONENTS, "kubectl"]
 SERVICE_CIDR = "10.96.0.0/16"  # ClusterIPs: allocated, never routed (there is no kube-proxy)
 POD_CIDR = "10.244.0.1/16"  # pod IPs kwok hands out: written into status, never dialled
 NODE_IP = "127.0.0.1"  # what the fake Nodes report as their address
@@ -72,7 +75,8 @@ def free_port() -> int:
 
 
 def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)  # type: ignore[call-overload, no-any-return]
+    """Our own fixed command lines (openssl, kubectl): never user input."""
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)  # type: ignore[call-overload, no-any-return]  # noqa: S603
 
 
 def wait_until(what: str, check, timeout: float, state: Path | None = None, proc: str = "") -> None:  # type: ignore[no-untyped-def]
@@ -83,7 +87,9 @@ def wait_until(what: str, check, timeout: float, state: Path | None = None, proc
         if state is not None and proc:
             pid = read_pid(state, proc)
             if pid is None or not alive(pid):
-                raise ClusterError(f"{proc} exited while waiting for {what}\n{log_tail(state, proc)}")
+                raise ClusterError(
+                    f"{proc} exited while waiting for {what}\n{log_tail(state, proc)}"
+                )
         try:
             if check():
                 return
@@ -91,7 +97,9 @@ def wait_until(what: str, check, timeout: float, state: Path | None = None, proc
             last = e
         time.sleep(0.25)
     tail = log_tail(state, proc) if state is not None and proc else ""
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last})\n{tail}")
+    raise ClusterError(
+        f"timed out after {timeout:.0f}s waiting for {what} (last error: {last})\n{tail}"
+    )
 
 
 def log_tail(state: Path, name: str, lines: int = 30) -> str:
@@ -157,7 +165,7 @@ def ours(pid: int, state: Path) -> bool:
 
 def start(state: Path, name: str, argv: list[str]) -> int:
     logf = open(state / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (handed to the child)
-    p = subprocess.Popen(
+    p = subprocess.Popen(  # noqa: S603 (our own component command lines)
         argv,
         stdin=subprocess.DEVNULL,
         stdout=logf,
@@ -190,71 +198,75 @@ def stop(state: Path, name: str, grace: float = 10.0) -> None:
 # --- certificates ---------------------------------------------------------------------------
 
 
+def openssl(*args: str | Path) -> None:
+    run(["openssl", *map(str, args)])
+
+
 def make_pki(pki: Path) -> None:
-    """A throwaway CA, the apiserver's serving certificate, one client certificate per user, and
-    the service-account signing key pair. EC P-256 keys: quick to make."""
+    """A throwaway CA, the apiserver's serving certificate, one client certificate per user, the
+    front proxy's CA and client, and the service-account signing key pair. EC P-256 keys (quick
+    to make), valid for two days."""
     pki.mkdir(parents=True, exist_ok=True)
 
     def key(name: str) -> Path:
         k = pki / f"{name}.key"
-        run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(k)])
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", k)
         return k
 
     def ca(name: str) -> None:
-        run(["openssl", "req", "-x509", "-new", "-key", str(key(name)), "-sha256", "-days", "2",
-             "-subj", f"/CN=heliox-test-{name}", "-out", str(pki / f"{name}.crt"),
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"])
+        ext = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign")
+        openssl("req", "-x509", "-new", "-key", key(name), "-sha256", "-days", "2",
+                "-subj", f"/CN=heliox-test-{name}", "-out", pki / f"{name}.crt",
+                "-addext", ext[0], "-addext", ext[1])  # fmt: skip
 
-    def cert(name: str, subj: str, ext: str, signer: str = "ca") -> None:
-        k = key(name)
-        csr = pki / f"{name}.csr"
-        run(["openssl", "req", "-new", "-key", str(k), "-subj", subj, "-out", str(csr)])
-        extf = pki / f"{name}.ext"
-        extf.write_text(ext)
-        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(pki / f"{signer}.crt"),
-             "-CAkey", str(pki / f"{signer}.key"), "-CAcreateserial", "-days", "2", "-sha256",
-             "-extfile", str(extf), "-out", str(pki / f"{name}.crt")])
+    def cert(name: str, subj: str, usage: str, sans: str = "", signer: str = "ca") -> None:
+        csr, extf = pki / f"{name}.csr", pki / f"{name}.ext"
+        openssl("req", "-new", "-key", key(name), "-subj", subj, "-out", csr)
+        extf.write_text(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            f"extendedKeyUsage={usage}\n" + (f"subjectAltName={sans}\n" if sans else "")
+        )
+        openssl("x509", "-req", "-in", csr, "-CA", pki / f"{signer}.crt",
+                "-CAkey", pki / f"{signer}.key", "-CAcreateserial", "-days", "2", "-sha256",
+                "-extfile", extf, "-out", pki / f"{name}.crt")  # fmt: skip
         csr.unlink()
         extf.unlink()
 
     ca("ca")
-    # The aggregation layer's front proxy, as kubeadm sets it up: the controllers and the
+    # The aggregation layer's front proxy, set up as kubeadm does: the controllers and the
     # scheduler read its CA from the apiserver for their own authentication.
     ca("front-proxy-ca")
-
-    sans = ",".join([
-        "IP:127.0.0.1", "IP:10.96.0.1", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
-        "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
-    ])
-    cert("apiserver", "/CN=kube-apiserver",
-         f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-         f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n")
-    client = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+    cluster_names = "kubernetes,kubernetes.default,kubernetes.default.svc"
+    sans = ",".join(
+        ["IP:127.0.0.1", "IP:10.96.0.1", "DNS:localhost"]
+        + [f"DNS:{n}" for n in [*cluster_names.split(","), "kubernetes.default.svc.cluster.local"]]
+    )
+    cert("apiserver", "/CN=kube-apiserver", "serverAuth", sans)
     # admin: cluster-admin through the system:masters group (kubectl, helm, the tests, and kwok,
     # which stands in for the kubelets and a volume provisioner)
-    cert("admin", "/O=system:masters/CN=heliox-admin", client)
-    cert("controller-manager", "/CN=system:kube-controller-manager", client)
-    cert("scheduler", "/CN=system:kube-scheduler", client)
+    cert("admin", "/O=system:masters/CN=heliox-admin", "clientAuth")
+    cert("controller-manager", "/CN=system:kube-controller-manager", "clientAuth")
+    cert("scheduler", "/CN=system:kube-scheduler", "clientAuth")
     # the apiserver's client certificate towards kubelets (kwok serves none; kept for realism)
-    cert("apiserver-kubelet-client", "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client", client)
-    cert("front-proxy-client", "/CN=front-proxy-client", client, signer="front-proxy-ca")
+    cert("apiserver-kubelet-client", "/CN=kube-apiserver-kubelet-client", "clientAuth")
+    cert("front-proxy-client", "/CN=front-proxy-client", "clientAuth", signer="front-proxy-ca")
 
     sa = pki / "sa.key"
-    run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(sa)])
-    run(["openssl", "pkey", "-in", str(sa), "-pubout", "-out", str(pki / "sa.pub")])
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", sa)
+    openssl("pkey", "-in", sa, "-pubout", "-out", pki / "sa.pub")
 
 
 def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
     # JSON is valid YAML: no YAML library needed.
+    cluster = {"server": server, "certificate-authority": str(pki / "ca.crt")}
+    creds = {"client-certificate": str(pki / f"{user}.crt"), "client-key": str(pki / f"{user}.key")}
+    context = {"cluster": "heliox", "user": user, "namespace": "default"}
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "heliox", "cluster": {
-            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": user, "user": {
-            "client-certificate": str(pki / f"{user}.crt"), "client-key": str(pki / f"{user}.key")}}],
-        "contexts": [{"name": "heliox", "context": {"cluster": "heliox", "user": user, "namespace": "default"}}],
+        "clusters": [{"name": "heliox", "cluster": cluster}],
+        "users": [{"name": user, "user": creds}],
+        "contexts": [{"name": "heliox", "context": context}],
         "current-context": "heliox",
         "preferences": {},
     }
@@ -265,60 +277,53 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
 # --- up -------------------------------------------------------------------------------------
 
 
-def binary(bin_dir: Path, name: str) -> str:
-    p = bin_dir / name
-    if not os.access(p, os.X_OK):
-        raise ClusterError(f"{p} is missing: run scripts/control-plane/build.sh (or `make cluster-tools`)")
-    return str(p)
+@dataclass
+class Plan:
+    """Everything `up` decides before starting anything: paths, binaries, ports."""
+
+    state: Path
+    bins: dict[str, str]
+    stage_files: list[Path]
+    ports: dict[str, int]
+    nodes: int
+
+    @property
+    def pki(self) -> Path:
+        return self.state / "pki"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['etcd']}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        argv = [self.bins["kubectl"], f"--kubeconfig={self.kubeconfig}", *args]
+        return run(argv, input=stdin).stdout
 
 
-def node_manifest(i: int, zones: list[str]) -> dict[str, object]:
-    name = f"kwok-node-{i}"
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
-            "labels": {
-                "kubernetes.io/arch": "amd64",
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "node-role.kubernetes.io/agent": "",
-                "type": "kwok",
-                "topology.kubernetes.io/zone": zones[i % len(zones)],
-            },
-        },
-        "spec": {},
-        # Read by kwok's node-initialize stage as the node's size.
-        "status": {
-            "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
-            "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
-        },
-    }
-
-
-def up(args: argparse.Namespace) -> dict[str, object]:
-    state: Path = args.state_dir.resolve()
+def make_plan(args: argparse.Namespace) -> Plan:
     bin_dir: Path = args.bin_dir.resolve()
-    t0 = time.monotonic()
-    if (state / "cluster.json").exists() and any(
-        (pid := read_pid(state, c)) is not None and alive(pid) for c in COMPONENTS
-    ):
-        raise ClusterError(f"a cluster is already running from {state}: run `down` first")
-    if state.exists():
-        shutil.rmtree(state)
-    for d in ("logs", "pids", "pki", "etcd", "certs/kcm", "certs/scheduler"):
-        (state / d).mkdir(parents=True, exist_ok=True)
-
-    bins = {n: binary(bin_dir, n) for n in ("etcd", "kube-apiserver", "kube-controller-manager",
-                                            "kube-scheduler", "kubectl", "kwok")}
+    bins = {}
+    for name in BINARIES:
+        p = bin_dir / name
+        if not os.access(p, os.X_OK):
+            raise ClusterError(
+                f"{p} is missing: run `make cluster-tools` (scripts/control-plane/build.sh)"
+            )
+        bins[name] = str(p)
     stages_dir: Path = args.stages_dir.resolve()
     stage_files = sorted(stages_dir.glob("*.yaml")) if stages_dir.is_dir() else []
     if not stage_files:
-        raise ClusterError(f"no kwok stages in {stages_dir}: run scripts/control-plane/build.sh kwok")
-    stage_files += sorted(OUR_STAGES_DIR.glob("*.yaml"))
-
+        raise ClusterError(
+            f"no kwok stages in {stages_dir}: run scripts/control-plane/build.sh kwok"
+        )
     ports = {
         "etcd": args.etcd_port or free_port(),
         "etcd-peer": free_port(),
@@ -327,62 +332,54 @@ def up(args: argparse.Namespace) -> dict[str, object]:
         "kube-scheduler": free_port(),
         "kwok": free_port(),
     }
-    pki = state / "pki"
-    server = f"https://127.0.0.1:{ports['kube-apiserver']}"
-    kubeconfig = state / "kubeconfig"
-    info: dict[str, object] = {
-        "state_dir": str(state),
-        "kubeconfig": str(kubeconfig),
-        "server": server,
-        "ports": ports,
-        "bin_dir": str(bin_dir),
-        "kubectl": bins["kubectl"],
-        "nodes": [f"kwok-node-{i}" for i in range(args.nodes)],
-        "storage_class": "kwok-volume",
-    }
-    (state / "cluster.json").write_text(json.dumps(info, indent=2) + "\n")
+    return Plan(
+        state=args.state_dir.resolve(),
+        bins=bins,
+        stage_files=stage_files + sorted(OUR_STAGES_DIR.glob("*.yaml")),
+        ports=ports,
+        nodes=args.nodes,
+    )
 
-    if args.owner_pid:
-        # The watcher tears everything down if the owner (a test session) dies without `down`.
-        start(state, "watcher", [sys.executable, str(Path(__file__).resolve()), "_watch",
-                                 "--state-dir", str(state), "--owner-pid", str(args.owner_pid)])
 
-    log(f"state in {state}; logs in {state / 'logs'}")
-    t = time.monotonic()
-    make_pki(pki)
-    write_kubeconfig(kubeconfig, server, pki, "admin")
-    for user in ("controller-manager", "scheduler"):
-        write_kubeconfig(state / f"{user}.kubeconfig", server, pki, user)
-    log(f"certificates and kubeconfig written ({time.monotonic() - t:.1f}s)")
+def start_etcd(plan: Plan) -> None:
+    peer_url = f"http://127.0.0.1:{plan.ports['etcd-peer']}"
+    start(plan.state, "etcd", [
+        plan.bins["etcd"],
+        "--name=heliox",
+        f"--data-dir={plan.state / 'etcd'}",
+        f"--listen-client-urls={plan.etcd_url}",
+        f"--advertise-client-urls={plan.etcd_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=heliox={peer_url}",
+        "--initial-cluster-state=new",
+        # A throwaway test store: no fsync (a big win on a shared disk), quiet logs.
+        "--unsafe-no-fsync",
+        "--quota-backend-bytes=2147483648",
+        "--auto-compaction-mode=periodic",
+        "--auto-compaction-retention=5m",
+        "--log-level=warn",
+    ])  # fmt: skip
+    wait_until(
+        "etcd /health",
+        lambda: '"health":"true"' in http_get(f"{plan.etcd_url}/health")[1],
+        60, plan.state, "etcd",
+    )  # fmt: skip
 
-    # etcd ----------------------------------------------------------------------------------
-    t = time.monotonic()
-    etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-    peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
-    start(state, "etcd", [
-        bins["etcd"], "--name=heliox", f"--data-dir={state / 'etcd'}",
-        f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-        f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-        f"--initial-cluster=heliox={peer_url}", "--initial-cluster-state=new",
-        # A throwaway test store: no fsync (a big win on shared disks), modest quota, quiet logs.
-        "--unsafe-no-fsync", "--quota-backend-bytes=2147483648", "--log-level=warn",
-        "--snapshot-count=10000", "--auto-compaction-mode=periodic", "--auto-compaction-retention=5m",
-    ])
-    wait_until("etcd /health", lambda: '"health":"true"' in http_get(f"{etcd_url}/health")[1],
-               60, state, "etcd")
-    log(f"etcd ready on 127.0.0.1:{ports['etcd']} ({time.monotonic() - t:.1f}s)")
 
-    # kube-apiserver ------------------------------------------------------------------------
-    t = time.monotonic()
-    start(state, "kube-apiserver", [
-        bins["kube-apiserver"],
-        f"--etcd-servers={etcd_url}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+def start_apiserver(plan: Plan) -> None:
+    pki = plan.pki
+    start(plan.state, "kube-apiserver", [
+        plan.bins["kube-apiserver"],
+        f"--etcd-servers={plan.etcd_url}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={plan.ports['kube-apiserver']}",
+        "--advertise-address=127.0.0.1",
         # The endpoint reconciler refuses a loopback address for the `kubernetes` Service's
         # endpoints; no pod runs here to dial it, so it is left without endpoints.
         "--endpoint-reconciler-type=none",
-        f"--secure-port={ports['kube-apiserver']}",
-        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
         f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
         f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
@@ -407,89 +404,167 @@ def up(args: argparse.Namespace) -> dict[str, object]:
         # rejects them in namespaces that enforce a level (as on kind and most clusters).
         "--allow-privileged=true",
         "--profiling=false",
-        f"--cert-dir={state / 'certs'}",
+        f"--cert-dir={plan.state / 'certs'}",
         "--v=1",
-    ])
-    api_ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    wait_until("kube-apiserver /readyz",
-               lambda: http_get(f"{server}/readyz", api_ctx)[0] == 200, 120, state, "kube-apiserver")
-    log(f"kube-apiserver ready at {server} ({time.monotonic() - t:.1f}s)")
+    ])  # fmt: skip
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    wait_until(
+        "kube-apiserver /readyz",
+        lambda: http_get(f"{plan.server}/readyz", ctx)[0] == 200,
+        120, plan.state, "kube-apiserver",
+    )  # fmt: skip
 
-    # controller-manager and scheduler --------------------------------------------------------
-    t = time.monotonic()
-    kcm_cfg = state / "controller-manager.kubeconfig"
-    start(state, "kube-controller-manager", [
-        bins["kube-controller-manager"],
-        f"--kubeconfig={kcm_cfg}",
-        f"--authentication-kubeconfig={kcm_cfg}", f"--authorization-kubeconfig={kcm_cfg}",
-        "--bind-address=127.0.0.1", f"--secure-port={ports['kube-controller-manager']}",
-        f"--cert-dir={state / 'certs' / 'kcm'}",
-        "--leader-elect=false",
-        # every controller that is on by default (deployment, replicaset, statefulset, job, cronjob,
+
+def start_controllers(plan: Plan) -> None:
+    pki = plan.pki
+    for user in ("controller-manager", "scheduler"):
+        write_kubeconfig(plan.state / f"{user}.kubeconfig", plan.server, pki, user)
+    kcm = plan.state / "controller-manager.kubeconfig"
+    start(plan.state, "kube-controller-manager", [
+        plan.bins["kube-controller-manager"],
+        f"--kubeconfig={kcm}",
+        f"--authentication-kubeconfig={kcm}",
+        f"--authorization-kubeconfig={kcm}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={plan.ports['kube-controller-manager']}",
+        f"--cert-dir={plan.state / 'certs' / 'kcm'}",
+        "--leader-elect=false",  # one instance: no lease to wait for
+        # Every controller on by default: deployment, replicaset, statefulset, job, cronjob,
         # ttl-after-finished, garbage collector, namespace, serviceaccount(-token), endpoints,
         # endpointslice, disruption, horizontalpodautoscaling, persistentvolume-binder,
-        # nodelifecycle, podgc, resourcequota, ...)
+        # node lifecycle, pod GC, resource quota, ...
         "--controllers=*",
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={pki / 'sa.key'}",
         f"--root-ca-file={pki / 'ca.crt'}",
-        f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+        f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+        f"--cluster-signing-key-file={pki / 'ca.key'}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--profiling=false",
         "--v=1",
-    ])
-    sched_cfg = state / "scheduler.kubeconfig"
-    start(state, "kube-scheduler", [
-        bins["kube-scheduler"],
-        f"--kubeconfig={sched_cfg}",
-        f"--authentication-kubeconfig={sched_cfg}", f"--authorization-kubeconfig={sched_cfg}",
-        "--bind-address=127.0.0.1", f"--secure-port={ports['kube-scheduler']}",
-        f"--cert-dir={state / 'certs' / 'scheduler'}",
+    ])  # fmt: skip
+    sched = plan.state / "scheduler.kubeconfig"
+    start(plan.state, "kube-scheduler", [
+        plan.bins["kube-scheduler"],
+        f"--kubeconfig={sched}",
+        f"--authentication-kubeconfig={sched}",
+        f"--authorization-kubeconfig={sched}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={plan.ports['kube-scheduler']}",
+        f"--cert-dir={plan.state / 'certs' / 'scheduler'}",
         "--leader-elect=false",
         "--profiling=false",
         "--v=1",
-    ])
+    ])  # fmt: skip
     insecure = insecure_ctx()
     for name in ("kube-controller-manager", "kube-scheduler"):
-        url = f"https://127.0.0.1:{ports[name]}/healthz"
-        wait_until(f"{name} /healthz", lambda url=url: http_get(url, insecure)[0] == 200, 90, state, name)
-    log(f"kube-controller-manager and kube-scheduler healthy ({time.monotonic() - t:.1f}s)")
+        url = f"https://127.0.0.1:{plan.ports[name]}/healthz"
+        wait_until(f"{name} /healthz", lambda url=url: http_get(url, insecure)[0] == 200,
+                   90, plan.state, name)  # fmt: skip
 
-    # cluster objects the workloads need ------------------------------------------------------
-    t = time.monotonic()
-    kubectl = [bins["kubectl"], f"--kubeconfig={kubeconfig}"]
-    objs = [node_manifest(i, ["zone-a", "zone-b", "zone-c"]) for i in range(args.nodes)]
-    run([*kubectl, "create", "-f", "-"], input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
-    if MANIFESTS_DIR.is_dir():
-        for m in sorted(MANIFESTS_DIR.glob("*.yaml")):
-            run([*kubectl, "apply", "-f", str(m)])
 
-    # kwok ------------------------------------------------------------------------------------
-    start(state, "kwok", [
-        bins["kwok"],
-        f"--kubeconfig={kubeconfig}",
-        *[f"--config={f}" for f in stage_files],
+def node_manifest(i: int, zones: list[str]) -> dict[str, object]:
+    name = f"kwok-node-{i}"
+    size = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "node-role.kubernetes.io/agent": "",
+                "type": "kwok",
+                "topology.kubernetes.io/zone": zones[i % len(zones)],
+            },
+        },
+        "spec": {},
+        "status": {"allocatable": size, "capacity": size},  # kwok's node-initialize keeps these
+    }
+
+
+def start_kwok(plan: Plan) -> None:
+    """Cluster objects the workloads need, then kwok and its Nodes."""
+    nodes = [node_manifest(i, ["zone-a", "zone-b", "zone-c"]) for i in range(plan.nodes)]
+    plan.kubectl("create", "-f", "-", stdin=json.dumps({"kind": "List", "apiVersion": "v1",
+                                                         "items": nodes}))  # fmt: skip
+    for m in sorted(MANIFESTS_DIR.glob("*.yaml")):
+        plan.kubectl("apply", "-f", str(m))
+    start(plan.state, "kwok", [
+        plan.bins["kwok"],
+        f"--kubeconfig={plan.kubeconfig}",
+        *[f"--config={f}" for f in plan.stage_files],
         f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
         f"--node-ip={NODE_IP}",
         f"--cidr={POD_CIDR}",
         "--node-lease-duration-seconds=40",
-        f"--server-address=127.0.0.1:{ports['kwok']}",
-    ])
+        f"--server-address=127.0.0.1:{plan.ports['kwok']}",
+    ])  # fmt: skip
 
-    def nodes_ready() -> bool:
-        out = run([*kubectl, "get", "nodes", "-o",
-                   'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}']).stdout
-        return out.split() == ["True"] * args.nodes
+    ready = 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}'
+    wait_until(
+        f"{plan.nodes} kwok nodes Ready",
+        lambda: plan.kubectl("get", "nodes", "-o", ready).split() == ["True"] * plan.nodes,
+        60, plan.state, "kwok",
+    )  # fmt: skip
+    wait_until(
+        "the default ServiceAccount",
+        lambda: plan.kubectl("get", "serviceaccount", "default", "-n", "default", "-o", "name"),
+        60, plan.state, "kube-controller-manager",
+    )  # fmt: skip
 
-    wait_until(f"{args.nodes} kwok nodes Ready", nodes_ready, 60, state, "kwok")
-    wait_until("the default ServiceAccount",
-               lambda: run([*kubectl, "get", "serviceaccount", "default", "-n", "default"]).returncode == 0,
-               60, state, "kube-controller-manager")
-    log(f"{args.nodes} kwok nodes Ready, default ServiceAccount present ({time.monotonic() - t:.1f}s)")
+
+def up(args: argparse.Namespace) -> dict[str, object]:
+    t0 = time.monotonic()
+    state: Path = args.state_dir.resolve()
+    if (state / "cluster.json").exists() and any(
+        (pid := read_pid(state, c)) is not None and alive(pid) for c in COMPONENTS
+    ):
+        raise ClusterError(f"a cluster is already running from {state}: run `down` first")
+    plan = make_plan(args)
+    if state.exists():
+        shutil.rmtree(state)
+    for d in ("logs", "pids", "pki", "etcd", "certs/kcm", "certs/scheduler"):
+        (state / d).mkdir(parents=True, exist_ok=True)
+    info: dict[str, object] = {
+        "state_dir": str(state),
+        "kubeconfig": str(plan.kubeconfig),
+        "server": plan.server,
+        "ports": plan.ports,
+        "kubectl": plan.bins["kubectl"],
+        "nodes": [f"kwok-node-{i}" for i in range(plan.nodes)],
+        "storage_class": "kwok-volume",
+    }
+    (state / "cluster.json").write_text(json.dumps(info, indent=2) + "\n")
+    if args.owner_pid:
+        # The watcher tears everything down if the owner (a test session) dies without `down`.
+        me = str(Path(__file__).resolve())
+        start(state, "watcher", [sys.executable, me, "_watch", "--state-dir", str(state),
+                                 "--owner-pid", str(args.owner_pid)])  # fmt: skip
+    log(f"state in {state}; logs in {state / 'logs'}")
+
+    def certificates() -> None:
+        make_pki(plan.pki)
+        write_kubeconfig(plan.kubeconfig, plan.server, plan.pki, "admin")
+
+    steps: list[tuple[Callable[[], None], str]] = [
+        (certificates, "certificates and kubeconfig written"),
+        (lambda: start_etcd(plan), f"etcd ready on 127.0.0.1:{plan.ports['etcd']}"),
+        (lambda: start_apiserver(plan), f"kube-apiserver ready at {plan.server}"),
+        (lambda: start_controllers(plan), "kube-controller-manager and kube-scheduler healthy"),
+        (lambda: start_kwok(plan), f"{plan.nodes} kwok nodes Ready, default ServiceAccount there"),
+    ]
+    for step, done in steps:
+        t = time.monotonic()
+        step()
+        log(f"{done} ({time.monotonic() - t:.1f}s)")
     info["ready_seconds"] = round(time.monotonic() - t0, 1)
     (state / "cluster.json").write_text(json.dumps(info, indent=2) + "\n")
-    (state / "env").write_text(f"export KUBECONFIG={kubeconfig}\n")
-    log(f"cluster up in {info['ready_seconds']}s: export KUBECONFIG={kubeconfig}")
+    (state / "env").write_text(f"export KUBECONFIG={plan.kubeconfig}\n")
+    log(f"cluster up in {info['ready_seconds']}s: export KUBECONFIG={plan.kubeconfig}")
     return info
 
 
@@ -524,12 +599,17 @@ def watch(state: Path, owner: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("up", "down", "env", "_watch"):
         sp = sub.add_parser(name)
-        sp.add_argument("--state-dir", type=Path,
-                        default=Path(os.environ.get("HELIOX_CLUSTER_DIR", DEFAULT_STATE_DIR)))
+        sp.add_argument(
+            "--state-dir",
+            type=Path,
+            default=Path(os.environ.get("HELIOX_CLUSTER_DIR", DEFAULT_STATE_DIR)),
+        )
         if name == "up":
             sp.add_argument("--bin-dir", type=Path, default=DEFAULT_BIN_DIR)
             sp.add_argument("--stages-dir", type=Path, default=DEFAULT_STAGES_DIR)
@@ -537,8 +617,9 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--apiserver-port", type=int, default=0, help="0: a free port")
             sp.add_argument("--etcd-port", type=int, default=0, help="0: a free port")
         if name in ("up", "_watch"):
-            sp.add_argument("--owner-pid", type=int, default=0,
-                            help="tear down when this process exits")
+            sp.add_argument(
+                "--owner-pid", type=int, default=0, help="tear down when this process exits"
+            )
     args = p.parse_args(argv)
     try:
         if args.cmd == "up":

@@ -57,8 +57,10 @@ def cluster(cluster_progress: Callable[[str], None]) -> Generator[Cluster, None,
     if go_available():
         build_binaries(cluster_progress)
     elif not binaries_present():
-        pytest.skip("the cluster tier needs Go (>= 1.26) to build its pinned control plane "
-                    "(etcd, Kubernetes, kwok); `go` is not on PATH")
+        pytest.skip(
+            "the cluster tier needs Go (>= 1.26) to build its pinned control plane "
+            "(etcd, Kubernetes, kwok); `go` is not on PATH"
+        )
     c = start_control_plane(cluster_progress, owner_pid=os.getpid())
     try:
         yield c
@@ -90,7 +92,9 @@ def namespace_factory(
     afterwards (without waiting). When the test fails, its report shows their content."""
     made: list[str] = []
     request.node.stash[_namespaces] = (cluster, made)
-    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().removeprefix("test_"))[:40].strip("-")
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower().removeprefix("test_"))[:40].strip(
+        "-"
+    )
 
     def make(labels: dict[str, str] | None = None, prefix: str | None = None) -> str:
         name = f"{(prefix or base)[:40].strip('-')}-{uuid.uuid4().hex[:6]}"
@@ -111,7 +115,9 @@ def namespace(namespace_factory: Callable[..., str]) -> str:
 @pytest.fixture
 def restricted_namespace(namespace_factory: Callable[..., str]) -> str:
     """A fresh namespace enforcing Pod Security `restricted`, as the chart's users run it."""
-    return namespace_factory(labels={
-        "pod-security.kubernetes.io/enforce": "restricted",
-        "pod-security.kubernetes.io/enforce-version": "latest",
-    })
+    return namespace_factory(
+        labels={
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }
+    )

@@ -27,7 +27,14 @@ from typing import Any, TypeVar
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts" / "control-plane"
 TOOLS_BIN = ROOT / ".tools" / "bin"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+)
 
 T = TypeVar("T")
 
@@ -62,14 +69,20 @@ class Cluster:
         self,
         argv: Iterable[str],
         *,
-        input: str | None = None,  # noqa: A002 (subprocess's name)
+        input: str | None = None,
         check: bool = True,
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command against the cluster; on failure (check=True) raise with its output."""
         argv = [str(a) for a in argv]
         p = subprocess.run(
-            argv, input=input, text=True, capture_output=True, env=self.env, timeout=timeout
+            argv,
+            input=input,
+            text=True,
+            capture_output=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
         )
         if check and p.returncode != 0:
             raise CommandFailed(argv, p)
@@ -78,14 +91,19 @@ class Cluster:
     def kubectl(
         self,
         *args: str,
-        input: str | None = None,  # noqa: A002
+        input: str | None = None,
         check: bool = True,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         return self.run([self.kubectl_bin, *args], input=input, check=check, timeout=timeout)
 
-    def get(self, kind: str, name: str | None = None, namespace: str | None = None,
-            selector: str | None = None) -> dict[str, Any]:
+    def get(
+        self,
+        kind: str,
+        name: str | None = None,
+        namespace: str | None = None,
+        selector: str | None = None,
+    ) -> dict[str, Any]:
         """`kubectl get -o json`: one object, or a List with `items`."""
         args = ["get", kind, *([name] if name else []), "-o", "json"]
         if namespace:
@@ -95,13 +113,19 @@ class Cluster:
         result: dict[str, Any] = json.loads(self.kubectl(*args).stdout)
         return result
 
-    def items(self, kind: str, namespace: str | None = None,
-              selector: str | None = None) -> list[dict[str, Any]]:
+    def items(
+        self, kind: str, namespace: str | None = None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.get(kind, None, namespace, selector)["items"]
         return items
 
-    def apply(self, manifest: str | dict[str, Any] | list[dict[str, Any]], namespace: str | None = None,
-              extra: Iterable[str] = (), check: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self,
+        manifest: str | dict[str, Any] | list[dict[str, Any]],
+        namespace: str | None = None,
+        extra: Iterable[str] = (),
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         """`kubectl apply -f -` of YAML text, an object, or a list of objects."""
         if isinstance(manifest, list):
             manifest = {"apiVersion": "v1", "kind": "List", "items": manifest}
@@ -113,17 +137,29 @@ class Cluster:
 
     # --- namespaces --------------------------------------------------------------------------
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> str:
-        self.apply({"apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": name, "labels": labels or {}}})
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": labels or {}},
+            }
+        )
         return name
 
     def delete_namespace(self, name: str, wait: bool = False) -> None:
-        self.kubectl("delete", "namespace", name, "--ignore-not-found", f"--wait={str(wait).lower()}",
-                     check=False)
+        self.kubectl(
+            "delete",
+            "namespace",
+            name,
+            "--ignore-not-found",
+            f"--wait={str(wait).lower()}",
+            check=False,
+        )
 
     # --- waiting -----------------------------------------------------------------------------
-    def wait_for(self, what: str, predicate: Callable[[], T], timeout: float = 60,
-                 interval: float = 0.5) -> T:
+    def wait_for(
+        self, what: str, predicate: Callable[[], T], timeout: float = 60, interval: float = 0.5
+    ) -> T:
         """Call predicate until it returns a truthy value (returned) or raises nothing but
         NotReady/CommandFailed; fail after timeout naming what was awaited and the last reason."""
         deadline = time.monotonic() + timeout
@@ -155,37 +191,54 @@ class Cluster:
 
     def stop(self) -> None:
         if self.state_dir is not None and self.state_dir.exists():
-            subprocess.run([sys.executable, str(SCRIPTS / "cluster.py"), "down",
-                            "--state-dir", str(self.state_dir)], check=False, timeout=120)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(SCRIPTS / "cluster.py"),
+                    "down",
+                    "--state-dir",
+                    str(self.state_dir),
+                ],
+                check=False,
+                timeout=120,
+            )
 
 
 class CommandFailed(Exception):
     def __init__(self, argv: list[str], p: subprocess.CompletedProcess[str]) -> None:
-        self.argv, self.returncode, self.stdout, self.stderr = argv, p.returncode, p.stdout, p.stderr
-        super().__init__(
-            f"{' '.join(argv)} exited {p.returncode}\n{p.stderr.strip()}\n{p.stdout.strip()[-2000:]}"
+        self.argv, self.returncode, self.stdout, self.stderr = (
+            argv,
+            p.returncode,
+            p.stdout,
+            p.stderr,
         )
+        out = p.stdout.strip()[-2000:]
+        super().__init__(f"{' '.join(argv)} exited {p.returncode}\n{p.stderr.strip()}\n{out}")
 
 
 def binaries_present() -> bool:
-    return all(os.access(TOOLS_BIN / b, os.X_OK) for b in BINARIES) and (
-        ROOT / ".tools" / "kwok-stages"
-    ).is_dir()
+    return (
+        all(os.access(TOOLS_BIN / b, os.X_OK) for b in BINARIES)
+        and (ROOT / ".tools" / "kwok-stages").is_dir()
+    )
 
 
 def build_binaries(progress: Callable[[str], None] = _default_progress) -> None:
     """Build (or just re-link, when cached) the pinned binaries. Needs Go; a cold build of the
     Kubernetes components takes a long time on two cores (see docs/ARCHITECTURE.md)."""
     progress("build.sh: checking the pinned control-plane binaries (a cold build takes long)")
-    p = subprocess.run([str(SCRIPTS / "build.sh")], text=True, capture_output=True)
+    p = subprocess.run([str(SCRIPTS / "build.sh")], text=True, capture_output=True, check=False)
     for line in p.stderr.splitlines():
         progress(line)
     if p.returncode != 0:
-        raise RuntimeError(f"scripts/control-plane/build.sh failed ({p.returncode}):\n{p.stderr[-4000:]}")
+        raise RuntimeError(
+            f"scripts/control-plane/build.sh failed ({p.returncode}):\n{p.stderr[-4000:]}"
+        )
 
 
-def start_control_plane(progress: Callable[[str], None] = _default_progress,
-                        owner_pid: int | None = None) -> Cluster:
+def start_control_plane(
+    progress: Callable[[str], None] = _default_progress, owner_pid: int | None = None
+) -> Cluster:
     """Start a control plane in a fresh temporary state directory; the caller stops it."""
     state = Path(tempfile.mkdtemp(prefix="heliox-cluster-"))
     argv = [sys.executable, str(SCRIPTS / "cluster.py"), "up", "--state-dir", str(state)]
@@ -198,19 +251,34 @@ def start_control_plane(progress: Callable[[str], None] = _default_progress,
         output.append(line)
         progress(line.rstrip().removeprefix("cluster: "))
     if p.wait() != 0:
-        subprocess.run([sys.executable, str(SCRIPTS / "cluster.py"), "down", "--state-dir", str(state)],
-                       check=False, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(SCRIPTS / "cluster.py"), "down", "--state-dir", str(state)],
+            check=False,
+            capture_output=True,
+        )
         raise RuntimeError("the control plane did not start:\n" + "".join(output[-60:]))
     info = json.loads((state / "cluster.json").read_text())
-    return Cluster(kubeconfig=Path(info["kubeconfig"]), kubectl_bin=info["kubectl"], state_dir=state,
-                   info=info, progress=progress)
+    return Cluster(
+        kubeconfig=Path(info["kubeconfig"]),
+        kubectl_bin=info["kubectl"],
+        state_dir=state,
+        info=info,
+        progress=progress,
+    )
 
 
-def reuse_control_plane(state: Path, progress: Callable[[str], None] = _default_progress) -> Cluster:
+def reuse_control_plane(
+    state: Path, progress: Callable[[str], None] = _default_progress
+) -> Cluster:
     """A cluster started by hand (`make cluster-up`), left running after the session."""
     info = json.loads((state / "cluster.json").read_text())
-    return Cluster(kubeconfig=Path(info["kubeconfig"]), kubectl_bin=info["kubectl"], state_dir=None,
-                   info=info, progress=progress)
+    return Cluster(
+        kubeconfig=Path(info["kubeconfig"]),
+        kubectl_bin=info["kubectl"],
+        state_dir=None,
+        info=info,
+        progress=progress,
+    )
 
 
 def go_available() -> bool:
