@@ -254,7 +254,9 @@ class PostgresServer(_Managed):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
 
-    def url(self, dbname: str = "postgres", *, host: str = "127.0.0.1", port: int | None = None) -> str:
+    def url(
+        self, dbname: str = "postgres", *, host: str = "127.0.0.1", port: int | None = None
+    ) -> str:
         """A ``postgresql://`` URL (the service maps it to psycopg 3)."""
         return f"postgresql://{self.user}:{self.password}@{host}:{port or self.port}/{dbname}"
 
@@ -375,7 +377,9 @@ class TcpProxy(_Managed):
     partition). ``cut()`` resets every open connection at once.
     """
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, target_port: int, target_host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
         self.target = (target_host, target_port)
         self.port = port or free_port()
         self._listener: socket.socket | None = None
@@ -445,7 +449,9 @@ class TcpProxy(_Managed):
             socks, self._open = self._open, set()
         for s in socks:
             with contextlib.suppress(OSError):
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
             with contextlib.suppress(OSError):
                 s.close()
 

@@ -109,6 +109,14 @@ def formatter_from_env() -> logging.Formatter:
     return make_formatter(os.environ.get("LOG_FORMAT", "kv").strip().lower())
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time (redirected or captured streams)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 # Third-party loggers that must write through our handler instead of their own.
 _ADOPTED = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error", "alembic")
 _HANDLER_NAME = "heliox"
@@ -116,7 +124,7 @@ _HANDLER_NAME = "heliox"
 
 def configure_logging(level: str = "INFO", log_format: str = "kv") -> None:
     """Install one stderr handler on the root logger; idempotent."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(make_formatter(log_format))
     root = logging.getLogger()

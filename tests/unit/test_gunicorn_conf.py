@@ -1,0 +1,82 @@
+"""gunicorn.conf.py reads its values from the environment, never from the CPU count."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+from typing import Any
+
+import pytest
+
+from tests.servers import GUNICORN_CONF
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/heliox-unit-metrics")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return runpy.run_path(str(GUNICORN_CONF))
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    conf = _load(monkeypatch)
+    assert conf["workers"] == 1  # not derived from the 64 "cores" the node shows
+    assert conf["bind"] == ["0.0.0.0:8000"]
+    assert conf["worker_class"] == "heliox.serving.Worker"
+    assert conf["graceful_timeout"] == 25
+    assert conf["keepalive"] > 60  # above common load balancer idle timeouts
+    assert conf["worker_tmp_dir"] == "/dev/shm"
+    assert conf["max_requests"] > 0
+    assert 0 < conf["max_requests_jitter"] < conf["max_requests"]
+    assert conf["accesslog"] is None
+    assert callable(conf["child_exit"])
+    assert conf["logconfig_dict"]["formatters"]["heliox"]["()"] == (
+        "heliox.core.logging.formatter_from_env"
+    )
+
+
+def test_environment_sets_the_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = _load(
+        monkeypatch,
+        WEB_CONCURRENCY="3",
+        PORT="9000",
+        GRACEFUL_TIMEOUT="40",
+        KEEPALIVE_TIMEOUT="120",
+    )
+    assert (conf["workers"], conf["bind"]) == (3, ["0.0.0.0:9000"])
+    assert (conf["graceful_timeout"], conf["keepalive"]) == (40, 120)
+
+
+def test_bad_value_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit) as caught:
+        _load(monkeypatch, WEB_CONCURRENCY="two")
+    assert str(caught.value.code) == (
+        "heliox: configuration error: WEB_CONCURRENCY must be an integer >= 1 (got 'two')"
+    )
+
+
+def test_private_metrics_dir_when_none_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    conf = runpy.run_path(str(GUNICORN_CONF))
+    made = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    try:
+        assert os.path.isdir(made)
+        assert os.path.basename(made).startswith("heliox-metrics-")
+        conf["on_exit"](None)
+        assert not os.path.exists(made)
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+
+
+def test_worker_class_is_the_uvicorn_worker_package_class() -> None:
+    from uvicorn_worker import UvicornWorker
+
+    from heliox.serving import Worker
+
+    assert issubclass(Worker, UvicornWorker)
+    assert Worker.CONFIG_KWARGS["server_header"] is False
+    assert Worker.CONFIG_KWARGS["access_log"] is False

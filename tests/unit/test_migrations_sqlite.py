@@ -1,0 +1,70 @@
+"""heliox-migrate on the embedded SQLite database (what `make run` uses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from heliox_migrate.cli import main as migrate
+
+
+@pytest.fixture
+def db_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "nested" / "heliox.db"  # the directory is created on demand
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+    return path
+
+
+def _tables(path: Path) -> set[str]:
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_check_current_downgrade(db_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert migrate(["check"]) == 1
+    assert migrate(["upgrade"]) == 0
+    assert {"items", "alembic_version"} <= _tables(db_file)
+    capsys.readouterr()
+    assert migrate(["current"]) == 0
+    assert capsys.readouterr().out.strip() == "0001"
+    assert migrate(["check"]) == 0
+    assert migrate(["upgrade"]) == 0  # idempotent at head
+    assert migrate(["downgrade", "base"]) == 0
+    assert "items" not in _tables(db_file)
+    assert migrate(["check"]) == 1
+    assert migrate(["upgrade"]) == 0
+    assert "items" in _tables(db_file)
+
+
+def test_the_default_database_is_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert migrate(["upgrade"]) == 0
+    assert "items" in _tables(tmp_path / "var" / "heliox.db")
+
+
+def test_bad_configuration_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ENV", "production")
+    assert migrate(["upgrade"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "heliox-migrate: configuration error: DATABASE_URL is not set: ENV=production needs a "
+        "PostgreSQL URL (postgresql://user:password@host:5432/dbname); SQLite is for development only"
+    ]
+
+
+def test_missing_scripts_are_reported(
+    db_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HELIOX_MIGRATIONS_DIR", str(tmp_path / "nowhere"))
+    assert migrate(["upgrade"]) == 2
+    assert "set HELIOX_MIGRATIONS_DIR" in capsys.readouterr().err
