@@ -8,7 +8,9 @@ import shutil
 from typing import Any
 
 import pytest
+from uvicorn_worker import UvicornWorker
 
+from heliox.serving import Worker
 from tests.servers import GUNICORN_CONF
 
 
@@ -73,10 +75,6 @@ def test_private_metrics_dir_when_none_given(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_worker_class_is_the_uvicorn_worker_package_class() -> None:
-    from uvicorn_worker import UvicornWorker
-
-    from heliox.serving import Worker
-
     assert issubclass(Worker, UvicornWorker)
     assert Worker.CONFIG_KWARGS["server_header"] is False
     assert Worker.CONFIG_KWARGS["access_log"] is False

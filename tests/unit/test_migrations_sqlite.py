@@ -55,7 +55,8 @@ def test_bad_configuration_exits_2_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "heliox-migrate: configuration error: DATABASE_URL is not set: ENV=production needs a "
-        "PostgreSQL URL (postgresql://user:password@host:5432/dbname); SQLite is for development only"
+        "PostgreSQL URL (postgresql://user:password@host:5432/dbname); "
+        "SQLite is for development only"
     ]
 
 
