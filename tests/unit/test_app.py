@@ -246,7 +246,7 @@ def test_metrics_by_route_template_and_status(client: TestClient) -> None:
     assert float(series.group(1)) >= 3
     assert "/api/v1/items/101" not in text  # raw paths never become labels
     inf_bucket = re.search(
-        r"heliox_http_request_duration_seconds_bucket\{" + labels + r',le="\+Inf"\} (\S+)', text
+        r'heliox_http_request_duration_seconds_bucket\{le="\+Inf",' + labels + r"\} (\S+)", text
     )
     assert inf_bucket, text[:2000]
     assert float(inf_bucket.group(1)) >= 3
