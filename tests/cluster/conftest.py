@@ -35,12 +35,15 @@ from controlplane import (
 def cluster_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
     """Writes one line to the terminal, outside pytest's output capture."""
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
     def progress(msg: str) -> None:
-        if reporter is not None:
-            reporter.write_line(f"[cluster] {msg}")
-        else:  # pragma: no cover (xdist workers, plugins off)
+        if reporter is None or capture is None:  # pragma: no cover (plugins turned off)
             print(f"[cluster] {msg}", flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(f"[cluster] {msg}")
 
     return progress
 
