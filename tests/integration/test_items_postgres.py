@@ -1,0 +1,97 @@
+"""Items on real PostgreSQL with the Redis read cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.helpers import client_for, make_settings
+from tests.servers import PostgresServer, RedisServer
+
+
+@pytest.fixture
+def client(database_url: str, redis_url: str) -> Iterator[TestClient]:
+    settings = make_settings(
+        database_url=database_url, redis_url=redis_url, rate_limit_enabled=False
+    )
+    with client_for(settings) as test_client:
+        yield test_client
+
+
+def _db_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def test_items_are_stored_in_postgres(
+    client: TestClient, postgres_server: PostgresServer, database_url: str
+) -> None:
+    created = client.post("/api/v1/items", json={"name": "widget", "description": "blue"})
+    assert created.status_code == 201
+    item = created.json()
+    rows = postgres_server.execute(
+        f"SELECT id, name, description FROM items WHERE id = {int(item['id'])}",
+        dbname=_db_name(database_url),
+    )
+    assert rows == [(item["id"], "widget", "blue")]
+
+
+def test_crud_and_pagination(client: TestClient) -> None:
+    ids = [client.post("/api/v1/items", json={"name": f"n{i}"}).json()["id"] for i in range(25)]
+    first = client.get("/api/v1/items").json()
+    assert (first["total"], first["offset"], first["limit"], len(first["items"])) == (25, 0, 20, 20)
+    last = client.get("/api/v1/items", params={"offset": 20, "limit": 20}).json()
+    assert [i["id"] for i in last["items"]] == ids[20:]
+    assert (
+        client.patch(f"/api/v1/items/{ids[0]}", json={"name": "renamed"}).json()["name"]
+        == "renamed"
+    )
+    assert client.delete(f"/api/v1/items/{ids[1]}").status_code == 204
+    assert client.get(f"/api/v1/items/{ids[1]}").status_code == 404
+    assert client.get("/api/v1/items").json()["total"] == 24
+
+
+def test_reads_are_cached_and_writes_invalidate(
+    client: TestClient,
+    redis_server: RedisServer,
+    postgres_server: PostgresServer,
+    database_url: str,
+) -> None:
+    item_id = client.post("/api/v1/items", json={"name": "cached"}).json()["id"]
+    first = client.get(f"/api/v1/items/{item_id}")
+    assert first.headers["x-cache"] == "miss"
+    second = client.get(f"/api/v1/items/{item_id}")
+    assert second.headers["x-cache"] == "hit"
+    assert second.json() == first.json()
+    assert any(key.endswith(f":item:{item_id}") for key in redis_server.keys("heliox:items:*"))
+
+    # A change made behind the service's back is not seen while the entry is cached...
+    postgres_server.execute(
+        f"UPDATE items SET name = 'sneaky' WHERE id = {item_id}", dbname=_db_name(database_url)
+    )
+    assert client.get(f"/api/v1/items/{item_id}").json()["name"] == "cached"
+    # ...and a write through the API invalidates item and list entries at once.
+    assert client.get("/api/v1/items").headers["x-cache"] == "miss"
+    assert client.get("/api/v1/items").headers["x-cache"] == "hit"
+    client.patch(f"/api/v1/items/{item_id}", json={"description": "new"})
+    fresh = client.get(f"/api/v1/items/{item_id}")
+    assert fresh.headers["x-cache"] == "miss"
+    assert fresh.json()["name"] == "sneaky"
+    assert fresh.json()["description"] == "new"
+    listed = client.get("/api/v1/items")
+    assert listed.headers["x-cache"] == "miss"
+    assert listed.json()["items"][0]["description"] == "new"
+    client.delete(f"/api/v1/items/{item_id}")
+    assert client.get(f"/api/v1/items/{item_id}").status_code == 404
+
+
+def test_health_db_on_postgres(client: TestClient) -> None:
+    assert client.get("/health/db").json()["database"] == "connected"
+
+
+def test_metrics_report_the_pool(client: TestClient) -> None:
+    client.get("/api/v1/items")
+    text = client.get("/metrics").text
+    assert "heliox_db_pool_size 5.0" in text
+    assert "heliox_db_pool_checked_out 0.0" in text
