@@ -252,7 +252,7 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
 {{/* Names the chart sets itself (ConfigMap keys and secret-wiring variables). */}}
 {{- define "heliox.reservedEnvNames" -}}
 {{- $names := keys (include "heliox.builtinConfig" . | fromJson) -}}
-{{- $names = concat $names (list "DATABASE_URL" "DATABASE_PASSWORD" "REDIS_URL" "REDIS_PASSWORD") -}}
+{{- $names = concat $names (list "DATABASE_URL" "DATABASE_PASSWORD" "REDIS_URL" "REDIS_PASSWORD" "MIGRATE_DB_WAIT_TIMEOUT") -}}
 {{- toJson (sortAlpha $names) -}}
 {{- end -}}
 
@@ -358,7 +358,7 @@ hitting the Job's immutable pod template.
   "secrets" (include "heliox.secretChecksum" .)
   "extraEnv" .Values.extraEnv
   "extraEnvFrom" .Values.extraEnvFrom
-  "job" (omit $m "ttlSecondsAfterFinished" "waitForSchema" "useHelmHooks")
+  "job" (omit $m "ttlSecondsAfterFinished" "waitForSchema" "useHelmHooks" "enabled")
   "serviceAccount" (include "heliox.serviceAccountName" .)
 -}}
 {{- toJson $in | sha256sum | trunc 10 -}}

@@ -1,0 +1,142 @@
+"""The bundled PostgreSQL and Redis subcharts."""
+
+from __future__ import annotations
+
+from .helpers import container, env_map, mounts, pod_spec, render, volumes
+
+PG = "rel-postgresql"
+REDIS = "rel-redis"
+
+
+def _sts(helm: str, name: str, values=None, sets=None):
+    return render(helm, values, sets).get("StatefulSet", name)
+
+
+def test_postgres_statefulset(helm: str) -> None:
+    sts = _sts(helm, PG)
+    assert sts["spec"]["replicas"] == 1
+    assert sts["spec"]["serviceName"] == f"{PG}-hl"
+    pg = container(sts, "postgresql")
+    assert pg["image"] == "docker.io/library/postgres:17-alpine"
+    assert pg["imagePullPolicy"] == "IfNotPresent"
+    assert pg["ports"] == [{"name": "postgresql", "containerPort": 5432, "protocol": "TCP"}]
+    assert pg["args"][:2] == ["postgres", "-c"]
+    assert "max_connections=100" in pg["args"]
+
+
+def test_postgres_probes(helm: str) -> None:
+    pg = container(_sts(helm, PG), "postgresql")
+    isready = ["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+    assert pg["readinessProbe"]["exec"]["command"] == isready
+    assert pg["startupProbe"]["exec"]["command"] == isready
+    assert pg["livenessProbe"]["tcpSocket"] == {"port": "postgresql"}
+    assert pg["startupProbe"]["periodSeconds"] * pg["startupProbe"]["failureThreshold"] >= 300
+
+
+def test_postgres_utf8_and_app_role(helm: str) -> None:
+    docs = render(helm)
+    env = env_map(container(docs.get("StatefulSet", PG), "postgresql"))
+    assert env["POSTGRES_INITDB_ARGS"]["value"] == "--encoding=UTF8 --locale=C.UTF-8"
+    assert env["POSTGRES_USER"]["value"] == "postgres"
+    assert env["POSTGRES_APP_USER"]["value"] == "heliox"
+    assert env["POSTGRES_APP_DATABASE"]["value"] == "heliox"
+    assert env["PGDATA"]["value"] == "/var/lib/postgresql/data/pgdata"
+    script = docs.get("ConfigMap", f"{PG}-initdb")["data"]["10-heliox-app.sh"]
+    assert "CREATE ROLE :\"app_user\" LOGIN PASSWORD :'app_password';" in script
+    assert "ENCODING 'UTF8' TEMPLATE template0" in script
+    assert "SUPERUSER" not in script
+
+
+def test_postgres_persistence(helm: str) -> None:
+    sts = _sts(helm, PG, "everything")
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
+    assert mounts(container(sts, "postgresql"))["/var/lib/postgresql/data"] == "data"
+    default = _sts(helm, PG)["spec"]["volumeClaimTemplates"][0]
+    assert "storageClassName" not in default["spec"]
+    assert default["spec"]["resources"]["requests"]["storage"] == "8Gi"
+
+
+def test_postgres_extra_config_and_fast_shutdown(helm: str) -> None:
+    pg = container(_sts(helm, PG, "everything"), "postgresql")
+    assert "log_min_duration_statement=500" in pg["args"]
+    assert "pg_ctl stop" in pg["lifecycle"]["preStop"]["exec"]["command"][2]
+    assert "-m fast" in pg["lifecycle"]["preStop"]["exec"]["command"][2]
+
+
+def test_redis_statefulset_aof_and_password(helm: str) -> None:
+    docs = render(helm)
+    sts = docs.get("StatefulSet", REDIS)
+    redis = container(sts, "redis")
+    assert redis["image"] == "docker.io/library/redis:7.4-alpine"
+    conf = docs.get("ConfigMap", REDIS)["data"]["redis.conf"]
+    assert "appendonly yes" in conf
+    assert "appendfsync everysec" in conf
+    assert "dir /data" in conf
+    assert "requirepass" not in conf  # the password stays in the Secret
+    script = redis["command"][2]
+    assert "requirepass" in script
+    assert "exec redis-server /run/redis/redis.conf" in script
+    assert "$REDIS_PASSWORD" in script
+    assert mounts(redis)["/data"] == "data"
+    assert volumes(sts)["run"]["emptyDir"]["medium"] == "Memory"
+
+
+def test_redis_probes_use_redis_cli_ping(helm: str) -> None:
+    redis = container(_sts(helm, REDIS), "redis")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert "redis-cli -h 127.0.0.1 -p 6379 ping" in redis[probe]["exec"]["command"][2]
+    assert redis["readinessProbe"]["exec"]["command"][2].endswith('" = PONG')
+    assert "REDISCLI_AUTH" in env_map(redis)
+
+
+def test_redis_without_persistence(helm: str) -> None:
+    sts = _sts(helm, REDIS, "everything")
+    assert "volumeClaimTemplates" not in sts["spec"]
+    assert volumes(sts)["data"] == {"name": "data", "emptyDir": {}}
+
+
+def test_subchart_resources_default_to_the_seed(helm: str) -> None:
+    pg = container(_sts(helm, PG), "postgresql")["resources"]
+    assert (pg["limits"]["memory"], pg["limits"]["cpu"]) == ("1Gi", "500m")
+    assert (pg["requests"]["memory"], pg["requests"]["cpu"]) == ("1Gi", "500m")
+    redis = container(_sts(helm, REDIS), "redis")["resources"]
+    assert (redis["limits"]["memory"], redis["limits"]["cpu"]) == ("256Mi", "250m")
+
+
+def test_subcharts_are_restricted(helm: str) -> None:
+    for name, uid in ((PG, 70), (REDIS, 999)):
+        sts = _sts(helm, name)
+        spec = pod_spec(sts)
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == uid
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        c = spec["containers"][0]
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert "/tmp" in mounts(c)
+
+
+def test_subcharts_turn_off(helm: str) -> None:
+    docs = render(helm, "external")
+    assert not docs.of_kind("StatefulSet")
+    assert "rel-postgresql" not in docs.names("Service")
+    assert "rel-redis" not in docs.names("Service")
+
+
+def test_headless_services_for_the_statefulsets(helm: str) -> None:
+    docs = render(helm)
+    for name, port in ((PG, 5432), (REDIS, 6379)):
+        hl = docs.get("Service", f"{name}-hl")
+        assert hl["spec"]["clusterIP"] == "None"
+        assert hl["spec"]["ports"][0]["port"] == port
+        assert docs.get("Service", name)["spec"]["ports"][0]["port"] == port
