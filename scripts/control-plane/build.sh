@@ -20,7 +20,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${HELIOX_CACHE:-$HOME/.cache/heliox}/bin
 links=$root/.tools/bin
-mkdir -p "$links"
+mkdir -p "$links" "$cache"
+# One build at a time (two test sessions, or a session and `make cluster-tools`, may start
+# together): the second waits, then finds the binaries cached.
+if command -v flock >/dev/null; then
+  exec 9>"$cache/.control-plane-build.lock"
+  flock 9
+fi
 
 log() { echo "control-plane/build: $*" >&2; }
 
