@@ -517,14 +517,19 @@ def start_kwok(plan: Plan) -> None:
     )  # fmt: skip
 
 
-def up(args: argparse.Namespace) -> dict[str, object]:
-    t0 = time.monotonic()
+def prepare(args: argparse.Namespace) -> Plan:
+    """The checks and choices before `up` touches anything (a failure here stops nothing)."""
     state: Path = args.state_dir.resolve()
     if (state / "cluster.json").exists() and any(
         (pid := read_pid(state, c)) is not None and alive(pid) for c in COMPONENTS
     ):
         raise ClusterError(f"a cluster is already running from {state}: run `down` first")
-    plan = make_plan(args)
+    return make_plan(args)
+
+
+def up(args: argparse.Namespace, plan: Plan) -> dict[str, object]:
+    t0 = time.monotonic()
+    state = plan.state
     if state.exists():
         shutil.rmtree(state)
     for d in ("logs", "pids", "pki", "etcd", "certs/kcm", "certs/scheduler"):
@@ -623,8 +628,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.cmd == "up":
+            plan = prepare(args)
             try:
-                up(args)
+                up(args, plan)
             except BaseException:
                 log(f"start failed; logs kept in {args.state_dir / 'logs'} until `down`")
                 for name in reversed(COMPONENTS):
