@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -51,7 +52,8 @@ def cluster_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
 @pytest.fixture(scope="session")
 def cluster(cluster_progress: Callable[[str], None]) -> Generator[Cluster, None, None]:
     if os.environ.get("HELIOX_CLUSTER_REUSE") == "1":
-        state = Path(os.environ.get("HELIOX_CLUSTER_DIR", "/tmp/heliox-cluster"))
+        default = Path(tempfile.gettempdir()) / "heliox-cluster"  # as cluster.py's
+        state = Path(os.environ.get("HELIOX_CLUSTER_DIR", default))
         if not (state / "cluster.json").exists():
             pytest.fail(f"HELIOX_CLUSTER_REUSE=1 but no cluster in {state}: run `make cluster-up`")
         cluster_progress(f"reusing the cluster in {state}")
