@@ -126,13 +126,25 @@ def test_configmap_carries_the_service_settings(helm: str) -> None:
         "DB_POOL_PRE_PING": "true",
         "GRACEFUL_TIMEOUT": "30",
         "WEB_CONCURRENCY": "1",
+        "HEALTH_DB_TIMEOUT": "2",
+        "RATE_LIMIT_ENABLED": "true",
+        "RATE_LIMIT_REQUESTS": "100",
+        "RATE_LIMIT_WINDOW_SECONDS": "60",
+        "MAX_BODY_SIZE": "1048576",
+        "DOCS_ENABLED": "true",
     }
+    # Unset unless given: the service's own default (127.0.0.1) applies.
+    assert "FORWARDED_ALLOW_IPS" not in data
 
 
 def test_config_extra_adds_variables(helm: str) -> None:
     data = _config(helm, "everything")
+    assert data["KEEPALIVE_TIMEOUT"] == "90"
+    assert data["CACHE_TTL_SECONDS"] == "30"
     assert data["RATE_LIMIT_REQUESTS"] == "200"
     assert data["MAX_BODY_SIZE"] == "2097152"
+    assert data["DOCS_ENABLED"] == "false"
+    assert data["FORWARDED_ALLOW_IPS"] == "*"
     assert data["CORS_ORIGINS"] == '["https://app.heliox.example.com"]'
     assert data["ENV"] == "staging"
 

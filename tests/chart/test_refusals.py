@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -132,6 +133,22 @@ def test_extra_env_duplicates(helm: str) -> None:
 def test_config_extra_cannot_shadow_chart_keys(helm: str) -> None:
     reason = _reason(render_error(helm, sets={"config.extra.WEB_CONCURRENCY": "8"}))
     assert "config.extra sets WEB_CONCURRENCY" in reason
+
+
+def test_readiness_timeout_must_exceed_the_services_db_check(helm: str, tmp_path: Path) -> None:
+    reason = _reason(render_error(helm, sets={"probes.readiness.timeoutSeconds": 2}))
+    assert "readiness.timeoutSeconds (2) must be greater than config.healthDbTimeout" in reason
+    # --set turns 1.5 into a string; a values file keeps it a number.
+    values = tmp_path / "fast-check.yaml"
+    values.write_text("config: {healthDbTimeout: 1.5}\nprobes: {readiness: {timeoutSeconds: 2}}\n")
+    config = render(helm, str(values)).get("ConfigMap", "rel-heliox")
+    assert config["data"]["HEALTH_DB_TIMEOUT"] == "1.5"
+
+
+def test_config_extra_cannot_shadow_first_class_settings(helm: str) -> None:
+    for name in ("RATE_LIMIT_REQUESTS", "FORWARDED_ALLOW_IPS", "HEALTH_DB_TIMEOUT"):
+        reason = _reason(render_error(helm, sets={f"config.extra.{name}": "1"}))
+        assert f"config.extra sets {name}" in reason
 
 
 def test_cors_without_origins(helm: str) -> None:

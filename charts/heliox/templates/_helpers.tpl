@@ -251,7 +251,7 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
 
 {{/* Names the chart sets itself (ConfigMap keys and secret-wiring variables). */}}
 {{- define "heliox.reservedEnvNames" -}}
-{{- $names := keys (include "heliox.builtinConfig" . | fromJson) -}}
+{{- $names := keys (include "heliox.builtinConfig" . | fromJson) | concat (list "FORWARDED_ALLOW_IPS") -}}
 {{- $names = concat $names (list "DATABASE_URL" "DATABASE_PASSWORD" "REDIS_URL" "REDIS_PASSWORD" "MIGRATE_DB_WAIT_TIMEOUT") -}}
 {{- toJson (sortAlpha $names) -}}
 {{- end -}}
@@ -296,7 +296,16 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
   "DB_POOL_PRE_PING" (toString $c.dbPoolPrePing)
   "GRACEFUL_TIMEOUT" (int $c.gracefulTimeout | toString)
   "WEB_CONCURRENCY" (include "heliox.webConcurrency" .)
+  "HEALTH_DB_TIMEOUT" (toString $c.healthDbTimeout)
+  "RATE_LIMIT_ENABLED" (toString $c.rateLimit.enabled)
+  "RATE_LIMIT_REQUESTS" (int $c.rateLimit.requests | toString)
+  "RATE_LIMIT_WINDOW_SECONDS" (int $c.rateLimit.windowSeconds | toString)
+  "MAX_BODY_SIZE" (int64 $c.maxBodySize | toString)
+  "DOCS_ENABLED" (toString $c.docsEnabled)
 -}}
+{{- if $c.forwardedAllowIps -}}
+{{- $_ := set $data "FORWARDED_ALLOW_IPS" $c.forwardedAllowIps -}}
+{{- end -}}
 {{- toJson $data -}}
 {{- end -}}
 
