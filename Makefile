@@ -77,6 +77,7 @@ lock: ## re-resolve the lock files from service/pyproject.toml and requirements-
 	@test -x $(BIN)/pip-compile || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q pip-tools; }
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o service/requirements.lock service/pyproject.toml
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o requirements-dev.lock requirements-dev.in
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o service/build-requirements.lock service/build-requirements.in
 
 tools: ## build and link every pinned Go tool (cached under ~/.cache/heliox)
 	scripts/tools.sh
