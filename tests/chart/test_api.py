@@ -267,9 +267,12 @@ def test_soft_anti_affinity_by_default(helm: str) -> None:
 
 
 def test_hard_anti_affinity_and_topology_spread(helm: str) -> None:
-    spec = pod_spec(_deployment(helm, "ha"))
-    required = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    hard = pod_spec(_deployment(helm, sets={"podAntiAffinityPreset": "hard"}))
+    required = hard["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert required[0]["topologyKey"] == "kubernetes.io/hostname"
+    assert required[0]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    assert "affinity" not in pod_spec(_deployment(helm, sets={"podAntiAffinityPreset": "none"}))
+    spec = pod_spec(_deployment(helm, "ha"))
     spread = spec["topologySpreadConstraints"][0]
     assert spread["topologyKey"] == "topology.kubernetes.io/zone"
     # An entry without a labelSelector gets the API pods' selector.
