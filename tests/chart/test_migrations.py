@@ -25,7 +25,9 @@ def test_install_renders_a_plain_job_named_after_a_hash(helm: str) -> None:
     job = _job(helm)
     assert re.fullmatch(rf"{FULLNAME}-migrate-[0-9a-f]{{10}}", job["metadata"]["name"])
     assert HOOK not in job["metadata"].get("annotations", {})
-    assert container(job, "migrate")["command"] == ["heliox-migrate", "upgrade"]
+    assert container(job, "migrate")["args"] == ["heliox-migrate", "upgrade"]
+    # args, not command: the image's entrypoint (tini) stays PID 1 and forwards SIGTERM.
+    assert "command" not in container(job, "migrate")
 
 
 def test_upgrade_renders_a_pre_upgrade_hook(helm: str) -> None:
@@ -174,7 +176,8 @@ def test_migrations_disabled(helm: str) -> None:
 def test_init_container_gates_on_migrate_check(helm: str) -> None:
     deployment = render(helm).get("Deployment")
     init = container(deployment, "wait-for-schema")
-    assert init["command"] == ["heliox-migrate", "--db-wait", "600", "check", "--wait", "600"]
+    assert init["args"] == ["heliox-migrate", "--db-wait", "600", "check", "--wait", "600"]
+    assert "command" not in init
     assert init["image"] == container(deployment, "api")["image"]
     env = env_map(init)
     assert set(env) == {"DATABASE_URL", "DATABASE_PASSWORD"}
@@ -184,8 +187,8 @@ def test_init_container_gates_on_migrate_check(helm: str) -> None:
 def test_init_container_wait_is_tunable_and_can_be_turned_off(helm: str) -> None:
     sets = {"migrations.waitForSchema.timeoutSeconds": 120}
     init = container(render(helm, sets=sets).get("Deployment"), "wait-for-schema")
-    assert init["command"][2] == "120"
-    assert init["command"][5] == "120"
+    assert init["args"][2] == "120"
+    assert init["args"][5] == "120"
     off = render(helm, sets={"migrations.waitForSchema.enabled": False}).get("Deployment")
     assert "initContainers" not in pod_spec(off)
 

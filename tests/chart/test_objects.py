@@ -69,6 +69,74 @@ def test_fullname_rules(helm: str) -> None:
     assert named.get("Deployment")["metadata"]["name"] == "api"
 
 
+# Pod Security Standards, "restricted" profile (v1.30+), checked on every pod template.
+ALLOWED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def _restricted_violations(spec: dict) -> list[str]:
+    problems = []
+    problems += [key for key in ("hostNetwork", "hostPID", "hostIPC") if spec.get(key)]
+    pod_sc = spec.get("securityContext", {})
+    if pod_sc.get("sysctls"):
+        problems.append("sysctls")
+    for volume in spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= ALLOWED_VOLUMES:
+            problems.append(f"volume {volume['name']}: {kinds}")
+    containers = spec.get("containers", []) + spec.get("initContainers", [])
+    for c in containers:
+        sc = c.get("securityContext", {})
+        name = c["name"]
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            problems.append(f"{name}: capabilities not dropped")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: capabilities added")
+        if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
+            problems.append(f"{name}: runAsNonRoot")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser 0")
+        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccomp {seccomp}")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            problems.append(f"{name}: hostPort")
+    return problems
+
+
+@pytest.mark.parametrize("values", values_files())
+def test_every_pod_meets_pod_security_restricted(helm: str, values: str) -> None:
+    checked = 0
+    for upgrade in (False, True):
+        for doc in render(helm, values, is_upgrade=upgrade):
+            if doc["kind"] in ("Deployment", "StatefulSet", "Job", "Pod"):
+                problems = _restricted_violations(pod_spec(doc))
+                assert not problems, f"{doc['kind']}/{doc['metadata']['name']}: {problems}"
+                checked += 1
+    assert checked >= 4
+
+
+def test_the_restricted_check_can_fail() -> None:
+    spec = pod_spec(
+        render("helm", sets={"containerSecurityContext.runAsNonRoot": False}).get("Deployment")
+    )
+    spec["securityContext"].pop("runAsNonRoot")
+    assert "api: runAsNonRoot" in _restricted_violations(spec)
+
+
 # -- Service, Ingress, HTTPRoute -----------------------------------------------------------------
 
 
@@ -306,12 +374,12 @@ def test_helm_test_pod_checks_both_health_paths_through_the_service(helm: str) -
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
     health = container(pod, "health")
-    assert health["command"][-2:] == [
+    assert health["args"][-2:] == [
         f"http://{FULLNAME}:80/health",
         f"http://{FULLNAME}:80/health/db",
     ]
-    assert health["command"][:2] == ["python", "-c"]
-    assert "sys.exit(1 if failed else 0)" in health["command"][2]
+    assert health["args"][:2] == ["python", "-c"]
+    assert "sys.exit(1 if failed else 0)" in health["args"][2]
     assert pod["spec"]["restartPolicy"] == "Never"
     assert health["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -320,7 +388,7 @@ def test_helm_test_pod_checks_both_health_paths_through_the_service(helm: str) -
 def test_helm_test_follows_the_readiness_path_and_service_port(helm: str) -> None:
     sets = {"probes.readiness.path": "/ready", "service.port": 8080}
     health = container(render(helm, sets=sets).get("Pod"), "health")
-    assert health["command"][-1] == f"http://{FULLNAME}:8080/ready"
+    assert health["args"][-1] == f"http://{FULLNAME}:8080/ready"
 
 
 def test_helm_test_can_be_turned_off(helm: str) -> None:
