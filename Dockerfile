@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The Heliox image: one image for the API (gunicorn + uvicorn workers) and its migration Job
 # (heliox-migrate). Targets:
-#   runtime (default)  the production image
+#   runtime (default)  the production image; the last stage, so a build without --target is it
 #   dev                the skaffold loop: source synced into /app/service, uvicorn --reload
 # Layout and choices are explained in docs/ARCHITECTURE.md ("The image").
 
@@ -30,8 +30,8 @@ RUN pip install --no-deps --no-build-isolation ./service ./migrations-job \
  && pip uninstall --yes setuptools \
  && python -m compileall -q /opt/heliox/venv
 
-# --- runtime: no compilers, no build tools, a numeric non-root user ---------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+# --- app: the runtime image's content (no compilers, no build tools, a numeric non-root user) --
+FROM ${PYTHON_IMAGE} AS app
 ARG HELIOX_UID=10001
 # tini is PID 1: it forwards SIGTERM/SIGHUP to gunicorn (our graceful drain and reload) and
 # reaps orphans, which a Python PID 1 would not do.
@@ -65,11 +65,24 @@ CMD ["gunicorn", "-c", "gunicorn.conf.py", "heliox.main:app"]
 # --- dev: the skaffold loop (skaffold.yaml, profile "dev") ------------------------------------
 # Source lives under /app/service and /app/migrations-job, owned by the app user so skaffold's
 # file sync (tar) can write it, and it comes first on PYTHONPATH, ahead of the installed copy.
-FROM runtime AS dev
+FROM app AS dev
+# Build arguments are stage-scoped (the classic builder does not carry them into a child stage).
+ARG HELIOX_UID=10001
+# The sync targets are made here, owned by the app user: skaffold's tar replaces files by
+# unlinking them, which needs write access to the directories themselves, and COPY --chown
+# would leave the app stage's root-owned /app/migrations-job as it was.
+USER 0
+RUN rm -rf /app/migrations-job \
+ && install -d -o ${HELIOX_UID} -g ${HELIOX_UID} /app/service /app/service/heliox /app/migrations-job
 COPY --chown=${HELIOX_UID}:${HELIOX_UID} service/heliox /app/service/heliox
 COPY --chown=${HELIOX_UID}:${HELIOX_UID} migrations-job /app/migrations-job
+USER ${HELIOX_UID}:${HELIOX_UID}
 ENV PYTHONPATH=/app/service:/app/migrations-job \
     ENV=development \
     LOG_LEVEL=DEBUG
 CMD ["uvicorn", "heliox.main:app", "--host", "0.0.0.0", "--port", "8000", \
      "--reload", "--reload-dir", "/app/service/heliox"]
+
+# --- runtime: the production image, and the default target (a build without --target builds the
+# last stage, which must not be dev) ----------------------------------------------------------
+FROM app AS runtime
