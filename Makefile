@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run migrate test test-unit test-integration test-chart test-reliability \
+.PHONY: help venv run migrate test test-unit test-integration test-chart test-image test-reliability \
         test-cluster cluster-tools cluster-up cluster-down e2e bench lint lock tools chart-docs \
         k8s-render clean
 
@@ -31,7 +31,7 @@ run: venv ## migrate the embedded SQLite database and serve on :8000 with reload
 migrate: venv ## apply migrations to DATABASE_URL (default: the embedded SQLite file)
 	$(BIN)/heliox-migrate upgrade
 
-test: test-unit test-integration test-chart test-reliability test-cluster ## every tier this machine can run (e2e: `make e2e`)
+test: test-unit test-integration test-chart test-image test-reliability test-cluster ## every tier this machine can run (e2e: `make e2e`)
 
 test-unit: venv ## unit tier: Python only
 	$(BIN)/pytest tests/unit
@@ -42,6 +42,10 @@ test-integration: venv ## integration tier: starts throwaway Postgres and Redis 
 test-chart: venv ## chart tier: helm lint, render, schema-validate, kube-score, under Helm 4 and Helm 3
 	scripts/tools.sh helm helm3 helm-docs kube-score
 	$(BIN)/pytest tests/chart
+
+test-image: venv ## image tier: Dockerfile lint and contract, its command run read-only, skaffold.yaml, k8s/ (no Docker)
+	scripts/tools.sh helm
+	$(BIN)/pytest tests/image
 
 test-reliability: venv ## reliability tier: reloads, outages and fuzzing under load
 	$(BIN)/pytest bench/reliability
