@@ -48,6 +48,9 @@ max_requests_jitter = _int_env("MAX_REQUESTS_JITTER", 1000, 0)
 # The heartbeat file on tmpfs: never blocks on a slow disk, works on a read-only root FS.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 proc_name = "heliox"
+# No runtime control socket: it would be written under $HOME (read-only in the image) and is
+# one more way in; configuration changes go through a rollout.
+control_socket_disable = True
 
 # Logs: our formatter for gunicorn's own loggers too; the access line is written by the app.
 accesslog = None
@@ -82,16 +85,37 @@ if _own_metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="heliox-metrics-", dir=_base)
 
 
-def on_starting(server: Any) -> None:
-    """Validate the app's settings once, in the master, and start with clean metrics files."""
-    from heliox.core.config import ConfigError, load_settings  # noqa: PLC0415
+def _validate_settings() -> None:
+    """Check the app's settings in a forked child, so the master never imports pydantic & co.
 
-    try:
-        load_settings()
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(f"heliox: configuration error: {line}", file=sys.stderr)
+    The master only supervises; keeping it small matters when a pod runs few workers.
+    """
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            from heliox.core.config import ConfigError, load_settings  # noqa: PLC0415
+
+            try:
+                load_settings()
+            except ConfigError as exc:
+                for line in exc.lines:
+                    print(f"heliox: configuration error: {line}", file=sys.stderr)
+                code = 1
+        except BaseException as exc:  # report anything, then leave the child
+            print(f"heliox: configuration check failed: {exc!r}", file=sys.stderr)
+            code = 1
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(1)
+
+
+def on_starting(server: Any) -> None:
+    """Validate settings once, before any worker exists, and start with clean metrics files."""
+    _validate_settings()
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     metrics_dir.mkdir(parents=True, exist_ok=True)
     # Files left by a previous run would be summed into this run's counters.

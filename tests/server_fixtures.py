@@ -27,6 +27,12 @@ import pytest
 from tests.servers import PostgresServer, RedisServer, missing_servers
 
 TEMPLATE_DB = "heliox_template"
+# The console script's entry point, run with this interpreter (no reliance on PATH).
+MIGRATE_COMMAND = [
+    sys.executable,
+    "-c",
+    "from heliox_migrate.cli import main; raise SystemExit(main())",
+]
 
 
 def require_servers() -> None:

@@ -488,10 +488,12 @@ class GunicornServer(_Managed):
             "PORT": str(self.port),
             "HOST": "127.0.0.1",
             "WEB_CONCURRENCY": str(workers),
+            "LOG_LEVEL": "INFO",
             "PROMETHEUS_MULTIPROC_DIR": str(self.base / "metrics"),
             **(env or {}),
         }
         self.app = app
+        self.workers = int(self.env["WEB_CONCURRENCY"])
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -513,21 +515,26 @@ class GunicornServer(_Managed):
         return self.process
 
     def start(self, timeout: float = 30) -> None:
-        """Start and wait until every worker answers /health (one probe per worker slot)."""
+        """Start; wait until /health answers and every worker has finished its startup."""
         process = self.spawn()
         deadline = time.monotonic() + timeout
-        while True:
+        while not (self._answers() and self.workers_started() >= self.workers):
             if process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"gunicorn not ready after {timeout}s:\n{self.log()}")
             time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def workers_started(self) -> int:
+        """How many workers have logged uvicorn's "Application startup complete"."""
+        return self.log().count("Application startup complete")
 
     def worker_pids(self) -> list[int]:
         return [] if self.process is None else _children_of(self.process.pid)

@@ -1,0 +1,180 @@
+"""heliox-migrate against real PostgreSQL: the commands, waiting, locking, failing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from heliox_migrate.database import LOCK_KEY
+from tests.server_fixtures import MIGRATE_COMMAND, run_migrate
+from tests.servers import REPO_ROOT, PostgresServer, free_port
+
+SCRIPTS = REPO_ROOT / "migrations-job"
+
+
+def _tables(server: PostgresServer, url: str) -> set[str]:
+    rows = server.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", dbname=url.rsplit("/", 1)[1]
+    )
+    return {row[0] for row in rows}
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "level=ERROR" in line]
+
+
+def test_commands(postgres_server: PostgresServer, empty_database_url: str) -> None:
+    url = empty_database_url
+    assert run_migrate(url, "check").returncode == 1
+    assert run_migrate(url, "current").stdout.strip() == "base"
+    upgraded = run_migrate(url, "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "Running upgrade  -> 0001" in upgraded.stderr
+    assert {"items", "alembic_version"} <= _tables(postgres_server, url)
+    assert run_migrate(url, "current").stdout.strip() == "0001"
+    assert run_migrate(url, "check").returncode == 0
+    # The DSN's password never reaches the output.
+    assert postgres_server.password not in upgraded.stderr + upgraded.stdout
+
+    down = run_migrate(url, "downgrade", "base")
+    assert down.returncode == 0, down.stderr
+    assert "items" not in _tables(postgres_server, url)
+    assert run_migrate(url, "check").returncode == 1
+    assert run_migrate(url, "upgrade").returncode == 0
+
+
+def test_concurrent_upgrades_serialize_and_both_succeed(
+    postgres_server: PostgresServer, empty_database_url: str
+) -> None:
+    # A session holds the migration lock, so both runs have to wait for it.
+    holder = psycopg.connect(
+        host="127.0.0.1", port=postgres_server.port, user=postgres_server.user,
+        password=postgres_server.password, dbname=empty_database_url.rsplit("/", 1)[1],
+        autocommit=True,
+    )  # fmt: skip
+    holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    env = {**os.environ, "DATABASE_URL": empty_database_url, "ENV": "production"}
+    command = MIGRATE_COMMAND
+    runs = [
+        subprocess.Popen(
+            [*command, "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    time.sleep(3)  # both are up and polling the lock
+    assert all(run.poll() is None for run in runs)
+    holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    holder.close()
+    outputs = [run.communicate(timeout=60) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    stderr = [err for _, err in outputs]
+    assert all("another migration run holds the lock; waiting for it" in err for err in stderr)
+    # Exactly one of them applied the revision; the other found the schema at head.
+    assert sum("Running upgrade  -> 0001" in err for err in stderr) == 1
+    assert run_migrate(empty_database_url, "current").stdout.strip() == "0001"
+
+
+def test_two_upgrades_racing_from_empty(empty_database_url: str) -> None:
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def upgrade() -> None:
+        results.append(run_migrate(empty_database_url, "upgrade"))
+
+    threads = [threading.Thread(target=upgrade) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert sum("Running upgrade  -> 0001" in r.stderr for r in results) == 1
+
+
+def test_failing_migration_keeps_the_previous_revision(
+    postgres_server: PostgresServer, empty_database_url: str, tmp_path: Path
+) -> None:
+    scripts = tmp_path / "migrations"
+    shutil.copytree(SCRIPTS, scripts, ignore=shutil.ignore_patterns("heliox_migrate", "*.egg-info"))
+    (scripts / "versions" / "0002_broken.py").write_text(
+        '"""A revision that fails halfway."""\n'
+        "import sqlalchemy as sa\n"
+        "from alembic import op\n\n"
+        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade():\n"
+        '    op.add_column("items", sa.Column("half_done", sa.Integer()))\n'
+        '    op.execute("SELECT * FROM no_such_table")\n\n\n'
+        "def downgrade():\n"
+        '    op.drop_column("items", "half_done")\n'
+    )
+    result = run_migrate(empty_database_url, "upgrade", HELIOX_MIGRATIONS_DIR=str(scripts))
+    assert result.returncode == 1
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
+    assert "upgrade to head failed: UndefinedTable: relation" in errors[0]
+    assert "schema left at revision 0001 (was base)" in errors[0]
+    assert "Traceback" not in result.stderr
+    # 0001 stayed applied, 0002's first half was rolled back with it.
+    assert run_migrate(empty_database_url, "current").stdout.strip() == "0001"
+    columns = postgres_server.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'",
+        dbname=empty_database_url.rsplit("/", 1)[1],
+    )
+    assert "half_done" not in {c[0] for c in columns}
+    check = run_migrate(empty_database_url, "check", HELIOX_MIGRATIONS_DIR=str(scripts))
+    assert check.returncode == 1
+    assert "schema is at revision 0001, head is 0002" in check.stderr
+
+
+def test_unreachable_database_gives_up_in_bounded_time() -> None:
+    url = f"postgresql://u:secret-pw@127.0.0.1:{free_port()}/db"
+    started = time.monotonic()
+    result = run_migrate(url, "--db-wait", "2", "upgrade")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 3
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1
+    assert 'message="database not reachable within 2s: OperationalError:' in errors[0]
+    assert "secret-pw" not in result.stderr
+    assert elapsed < 10
+
+
+def test_upgrade_waits_for_a_database_that_comes_up_late() -> None:
+    with PostgresServer() as server:
+        url = server.create_database("late")
+        server.stop()
+        run = subprocess.Popen(
+            [*MIGRATE_COMMAND, "--db-wait", "30", "upgrade"],
+            env={**os.environ, "DATABASE_URL": url, "ENV": "production"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(2)
+        assert run.poll() is None  # still waiting
+        server.start()
+        _, stderr = run.communicate(timeout=60)
+        assert run.returncode == 0, stderr
+        assert 'message="waiting for the database"' in stderr
+        assert "Running upgrade  -> 0001" in stderr
+
+
+@pytest.mark.parametrize("command", ["upgrade", "check"])
+def test_production_without_database_url_exits_2(command: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    result = subprocess.run(
+        [*MIGRATE_COMMAND, command],
+        env={**env, "ENV": "production"}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(
+        "heliox-migrate: configuration error: DATABASE_URL is not set"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
