@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 .DEFAULT_GOAL := help
 .PHONY: help venv run migrate test test-unit test-integration test-chart test-image test-reliability \
         test-cluster cluster-tools cluster-up cluster-down e2e bench lint lock tools chart-docs \
-        k8s-render clean
+        k8s-render dev-kind dev-kind-down clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -90,6 +90,15 @@ tools: ## build and link every pinned Go tool (cached under ~/.cache/heliox)
 chart-docs: ## regenerate charts/heliox/README.md's values table from values.yaml
 	scripts/tools.sh helm-docs
 	helm-docs --chart-search-root charts
+
+dev-kind: ## without skaffold: kind cluster (k8s/kind), docker build, kind load, helm upgrade --install --wait
+	scripts/dev-kind.sh
+
+dev-kind-down: ## delete the kind cluster of `make dev-kind`
+	scripts/dev-kind.sh down
+
+k8s-render: ## regenerate k8s/base and the production HPA from the chart (helm template)
+	scripts/k8s-render.sh
 
 clean: ## remove local environments (the ~/.cache/heliox build cache is kept)
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
