@@ -27,7 +27,7 @@ $(VENV)/.installed: service/requirements.lock requirements-dev.lock service/pypr
 run: venv ## migrate the embedded SQLite database and serve on :8000 with reload
 	$(BIN)/heliox-migrate upgrade
 	$(BIN)/uvicorn heliox.main:app --reload --reload-dir service/heliox --host 127.0.0.1 --port $${PORT:-8000} \
-	  --log-config service/uvicorn-logging.json
+	  --no-server-header --log-config service/uvicorn-logging.json
 
 migrate: venv ## apply migrations to DATABASE_URL (default: the embedded SQLite file)
 	$(BIN)/heliox-migrate upgrade

@@ -8,6 +8,7 @@ worker aggregates them all; dead workers are marked in gunicorn's ``child_exit``
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import (
@@ -46,18 +47,47 @@ POOL_GAUGES = {
 }
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+class _Series:
+    """The value cells of one label set, updated directly.
+
+    Every request lands here, so this skips the per-call checks of the public ``inc()`` and
+    ``observe()`` (and their linear bucket scan) and writes the same cells they would:
+    the count, the histogram sum, and the first bucket whose bound holds the value. The
+    unit tests read the exposition back, so a prometheus_client change that broke this
+    would fail them.
+    """
+
+    __slots__ = ("bounds", "buckets", "count", "total")
+
+    def __init__(self, labels: tuple[str, str, str]) -> None:
+        counter: Any = REQUESTS.labels(*labels)
+        histogram: Any = LATENCY.labels(*labels)
+        self.count = counter._value
+        self.total = histogram._sum
+        self.buckets = histogram._buckets
+        self.bounds = histogram._upper_bounds
+
+    def observe(self, seconds: float) -> None:
+        self.count.inc(1)
+        self.total.inc(seconds)
+        self.buckets[bisect_left(self.bounds, seconds)].inc(1)
+
+
+_series: dict[tuple[str, str, int], _Series] = {}
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    key = (method if method in _METHODS else "OTHER", route, status)
-    children = _children.get(key)
-    if children is None:
-        labels = (key[0], route, str(status))
-        children = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
-        _children[key] = children
-    children[0].inc()
-    children[1].observe(seconds)
+    key = (method, route, status)
+    series = _series.get(key)
+    if series is None:
+        if method not in _METHODS:
+            method = "OTHER"  # arbitrary methods must not mint new label values
+            key = (method, route, status)
+        series = _series.get(key) or _Series((method, route, str(status)))
+        _series[key] = series
+    series.observe(seconds)
 
 
 def set_pool_figures(figures: dict[str, int]) -> None:
