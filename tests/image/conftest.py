@@ -14,14 +14,18 @@ import pytest
 GOCHECK = Path(__file__).resolve().parent / "gocheck"
 
 
+def find_go() -> str:
+    fallback = Path("/usr/local/go/bin/go")  # where the official Go tarball installs it
+    go = shutil.which("go") or (str(fallback) if fallback.exists() else None)
+    if go is None:
+        pytest.skip("needs Go to build tests/image/gocheck (kind's config decoder, text/template)")
+    return go
+
+
 @pytest.fixture(scope="session")
 def gocheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/image/gocheck built once per session (Go caches the build between sessions)."""
-    go = shutil.which("go") or (
-        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
-    )
-    if go is None:
-        pytest.skip("needs Go to build tests/image/gocheck (kind's config decoder, text/template)")
+    go = find_go()
     out = tmp_path_factory.mktemp("gocheck") / "gocheck"
     proc = subprocess.run(
         [go, "build", "-mod=readonly", "-o", str(out), "."],

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from .conftest import GOCHECK
+from .conftest import GOCHECK, find_go
 from .helpers import K8S, ROOT, find, pod_specs
 
 GENERATED = ["base/heliox.yaml", "overlays/production/hpa.yaml"]
@@ -192,7 +192,7 @@ def test_kind_decoder_is_strict(gocheck: Path, tmp_path: Path, text: str, error:
 def _kind_default_node_image() -> str:
     """kind's default node image for the pinned kind, read from its module source."""
     proc = subprocess.run(
-        ["go", "list", "-mod=readonly", "-m", "-json", "sigs.k8s.io/kind"],
+        [find_go(), "list", "-mod=readonly", "-m", "-json", "sigs.k8s.io/kind"],
         cwd=GOCHECK,
         capture_output=True,
         text=True,
