@@ -37,7 +37,8 @@ if [[ ${1:-} == down ]]; then
   exit
 fi
 
-if ! "$KIND" get clusters 2>/dev/null | grep -qx "$cluster"; then
+clusters=$("$KIND" get clusters 2>/dev/null || true)
+if ! grep -qx "$cluster" <<<"$clusters"; then
   say "creating the kind cluster '$cluster' from $config"
   "$KIND" create cluster --config "$config"
 fi
