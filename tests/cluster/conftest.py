@@ -112,6 +112,19 @@ def namespace_factory(
 
 
 @pytest.fixture
+def report_namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """report_namespace(ns): when this test fails, its report shows that namespace's content too
+    (for namespaces that outlive one test, made by module-scoped fixtures)."""
+
+    def add(ns: str) -> None:
+        if _namespaces not in request.node.stash:
+            request.node.stash[_namespaces] = (cluster, [])
+        request.node.stash[_namespaces][1].append(ns)
+
+    return add
+
+
+@pytest.fixture
 def namespace(namespace_factory: Callable[..., str]) -> str:
     """A fresh namespace for this test (no Pod Security level enforced)."""
     return namespace_factory()
