@@ -64,13 +64,19 @@ def _parser(db_wait: float, lock_timeout: float) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("upgrade", help="apply migrations up to REVISION (default head)")
     up.add_argument("revision", nargs="?", default="head")
-    check = sub.add_parser("check", help="exit 0 iff the schema is at head")
+    check = sub.add_parser("check", help="exit 0 iff the schema is at head (see --allow-newer)")
     check.add_argument(
         "--wait",
         type=float,
         default=0.0,
         metavar="SECONDS",
         help="keep checking for up to SECONDS until the schema reaches head",
+    )
+    check.add_argument(
+        "--allow-newer",
+        action="store_true",
+        help="also pass when the schema is at a revision these scripts do not know (migrated by "
+        "a newer release, e.g. before a rollback)",
     )
     sub.add_parser("current", help="print the schema's current revision")
     down = sub.add_parser("downgrade", help="revert migrations down to REVISION (e.g. -1, base)")
@@ -128,7 +134,13 @@ def _run(args: argparse.Namespace, config: Config, connection: Connection) -> in
     if args.command == "current":
         print(commands.current_revision(connection))
         return EXIT_OK
-    ok, current, head = commands.at_head(connection, config, args.wait)
+    ok, current, head = commands.at_head(connection, config, args.wait, args.allow_newer)
+    if ok and current != head:
+        logger.warning(
+            f"schema is at revision {current}, newer than this release's head {head}: "
+            "serving on it (--allow-newer)"
+        )
+        return EXIT_OK
     if ok:
         logger.info("schema is at head", extra={"revision": current})
         return EXIT_OK

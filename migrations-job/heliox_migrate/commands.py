@@ -70,14 +70,30 @@ def downgrade(connection: Connection, config: Config, target: str, lock_timeout:
     return _change(connection, config, "downgrade", target, lock_timeout)
 
 
+def known_revisions(config: Config) -> set[str]:
+    return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+
+
 def at_head(
-    connection: Connection, config: Config, wait: float, poll: float = 1.0
+    connection: Connection,
+    config: Config,
+    wait: float,
+    allow_newer: bool = False,
+    poll: float = 1.0,
 ) -> tuple[bool, str, str]:
-    """Whether the schema is at head, polling up to ``wait`` seconds for it to get there."""
+    """Whether the schema is at head, polling up to ``wait`` seconds for it to get there.
+
+    With ``allow_newer``, a schema at a revision these scripts do not know also passes: a newer
+    release migrated it (after ``helm rollback``, say), and expand/contract migrations keep the
+    older code working on it. A known revision below head never passes.
+    """
     head = head_revision(config)
+    known = known_revisions(config) if allow_newer else set()
     deadline = time.monotonic() + wait
     while True:
         current = current_revision(connection)
-        if current == head or time.monotonic() >= deadline:
-            return current == head, current, head
+        newer = allow_newer and current != "base" and not set(current.split(",")) <= known
+        ok = current == head or newer
+        if ok or time.monotonic() >= deadline:
+            return ok, current, head
         time.sleep(poll)

@@ -176,7 +176,15 @@ def test_migrations_disabled(helm: str) -> None:
 def test_init_container_gates_on_migrate_check(helm: str) -> None:
     deployment = render(helm).get("Deployment")
     init = container(deployment, "wait-for-schema")
-    assert init["args"] == ["heliox-migrate", "--db-wait", "600", "check", "--wait", "600"]
+    assert init["args"] == [
+        "heliox-migrate",
+        "--db-wait",
+        "600",
+        "check",
+        "--wait",
+        "600",
+        "--allow-newer",
+    ]
     assert "command" not in init
     assert init["image"] == container(deployment, "api")["image"]
     env = env_map(init)
@@ -191,6 +199,14 @@ def test_init_container_wait_is_tunable_and_can_be_turned_off(helm: str) -> None
     assert init["args"][5] == "120"
     off = render(helm, sets={"migrations.waitForSchema.enabled": False}).get("Deployment")
     assert "initContainers" not in pod_spec(off)
+
+
+def test_init_container_can_require_the_exact_head(helm: str) -> None:
+    """allowNewer (default) lets pods serve a schema a newer release migrated (helm rollback)."""
+    sets = {"migrations.waitForSchema.allowNewer": False}
+    init = container(render(helm, sets=sets).get("Deployment"), "wait-for-schema")
+    assert "--allow-newer" not in init["args"]
+    assert init["args"][3] == "check"
 
 
 def test_ttl_can_be_unset(helm: str) -> None:

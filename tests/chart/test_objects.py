@@ -149,6 +149,15 @@ def test_service(helm: str) -> None:
     assert svc["spec"]["selector"] == API_SELECTOR
 
 
+def test_service_node_port_is_fixed_only_outside_cluster_ip(helm: str) -> None:
+    """The kind config maps NodePort 30080 to the host; the chart can pin it."""
+    sets = {"service.type": "NodePort", "service.nodePort": 30080}
+    port = render(helm, sets=sets).get("Service", FULLNAME)["spec"]["ports"][0]
+    assert port["nodePort"] == 30080
+    cluster_ip = render(helm, sets={"service.nodePort": 30080}).get("Service", FULLNAME)
+    assert "nodePort" not in cluster_ip["spec"]["ports"][0]
+
+
 def test_ingress_off_by_default(helm: str) -> None:
     docs = render(helm)
     assert not docs.of_kind("Ingress")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from heliox_migrate.cli import main as migrate
 
@@ -39,6 +39,19 @@ def test_upgrade_check_current_downgrade(db_file: Path, capsys: pytest.CaptureFi
     assert migrate(["check"]) == 1
     assert migrate(["upgrade"]) == 0
     assert "items" in _tables(db_file)
+
+
+def test_check_allow_newer_passes_only_a_revision_these_scripts_do_not_know(db_file: Path) -> None:
+    """After `helm rollback` across a migration, the older pods' gate must open (--allow-newer);
+    a schema that is merely behind must still hold them."""
+    assert migrate(["check", "--allow-newer"]) == 1  # empty database: behind, not newer
+    assert migrate(["upgrade"]) == 0
+    engine = create_engine(f"sqlite:///{db_file}")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed0002'"))
+    engine.dispose()
+    assert migrate(["check"]) == 1  # the default stays strict: exit 0 iff at head
+    assert migrate(["check", "--allow-newer"]) == 0
 
 
 def test_the_default_database_is_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
