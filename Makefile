@@ -66,6 +66,8 @@ cluster-down: ## stop the control plane of `make cluster-up` and remove its stat
 	$(PYTHON) scripts/control-plane/cluster.py down
 
 e2e: venv ## kind end-to-end tier: needs Docker and kind (skips, saying so, without them)
+	@# kind and helm are pinned Go tools (cached); without Go the tier says what it misses.
+	@if command -v go >/dev/null; then scripts/tools.sh kind helm; fi
 	$(BIN)/pytest tests/cluster -m e2e
 
 bench: venv ## load benchmarks; results go to bench/results/

@@ -30,6 +30,7 @@ from controlplane import (
     reuse_control_plane,
     start_control_plane,
 )
+from scenarios.kindenv import missing as e2e_missing
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +73,19 @@ def cluster(cluster_progress: Callable[[str], None]) -> Generator[Cluster, None,
     finally:
         cluster_progress("tearing the control plane down")
         c.stop()
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected what will not run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The kind tier (`-m e2e`) skips as a whole, with one summary line, when this machine lacks
+    Docker, kind, kubectl or helm; the probe runs only when e2e tests were selected."""
+    e2e = [i for i in items if i.get_closest_marker("e2e")]
+    if not e2e:
+        return
+    reason = e2e_missing()
+    if reason:
+        for item in e2e:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 _namespaces = pytest.StashKey[tuple[Cluster, list[str]]]()

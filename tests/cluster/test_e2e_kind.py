@@ -1,0 +1,339 @@
+"""kind end-to-end tier (`make e2e`): the real image in real pods, on a throwaway kind cluster.
+
+The same scenario steps as the cluster tier (tests/cluster/scenarios), so what CI runs on the
+kwok control plane is what users run here, with `simulated=False`: the steps that kwok can only
+wire up are checked for real (init container gating, the `helm test` HTTP checks, a migration
+that fails in the runner itself), plus what only real pods show (scenarios/traffic.py): /health
+and /health/db through the Service (its NodePort, mapped to the host by the kind config, or a
+port-forward), an item written and read back, a rolling restart under load from a thread here
+with no failed request, an upgrade whose hook really migrates the schema, 3 replicas.
+
+Needs Docker (a running engine), kind (`scripts/tools.sh kind`), kubectl and helm; without them
+the module skips with one line saying what is missing. The cluster comes from
+k8s/kind/cluster.yaml, is named heliox-e2e-<random> and is deleted at the end
+(HELIOX_E2E_KEEP=1 keeps it, printing how to reach it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from controlplane import ROOT, Cluster
+from scenarios import Context, Walk, lifecycle, operations, traffic, variants
+from scenarios.kindenv import find_tool, missing
+
+KIND_CONFIG = ROOT / "k8s" / "kind" / "cluster.yaml"
+IMAGE = ("heliox", "e2e")
+NEXT_TAG = "e2e-next"  # the same image plus one migration (scenarios.traffic.MIGRATION)
+BROKEN_TAG = "e2e-broken"  # e2e-next under another name, for the upgrade whose migration fails
+NODE_PORT = 30080  # the Service's NodePort that k8s/kind/cluster.yaml maps to the host
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+def _run(argv: list[str], progress: Callable[[str], None], timeout: float = 1800) -> None:
+    progress(" ".join(argv))
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}:\n{p.stderr[-3000:]}")
+
+
+def build_images(kind: str, name: str, progress: Callable[[str], None]) -> None:
+    """The runtime image as `heliox:e2e`, and `heliox:e2e-next`: the same plus one Alembic
+    revision on top of the repository's head (the upgrade's hook really migrates), also tagged
+    `heliox:e2e-broken`; all loaded into the kind nodes (no registry)."""
+    repo, tag = IMAGE
+    _run(["docker", "build", "--target", "runtime", "-t", f"{repo}:{tag}", str(ROOT)], progress)
+    head = traffic.head_revision(ROOT / "migrations-job" / "versions")
+    with tempfile.TemporaryDirectory(prefix="heliox-e2e-image-") as d:
+        (Path(d) / "9000_e2e_marker.py").write_text(
+            traffic.MIGRATION.format(revision="e2e_marker", down=head)
+        )
+        (Path(d) / "Dockerfile").write_text(
+            f"FROM {repo}:{tag}\nCOPY 9000_e2e_marker.py /app/migrations-job/versions/\n"
+        )
+        _run(["docker", "build", "-t", f"{repo}:{NEXT_TAG}", d], progress)
+    _run(["docker", "tag", f"{repo}:{NEXT_TAG}", f"{repo}:{BROKEN_TAG}"], progress)
+    images = [f"{repo}:{t}" for t in (tag, NEXT_TAG, BROKEN_TAG)]
+    _run([kind, "load", "docker-image", *images, "--name", name], progress)
+
+
+def kind_config(state: Path) -> tuple[Path, int]:
+    """k8s/kind/cluster.yaml as users get it, except that the host side of the NodePort
+    mapping is a free port (a developer's own kind cluster may hold the usual one)."""
+    config = yaml.safe_load(KIND_CONFIG.read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        host_port = int(s.getsockname()[1])
+    mapped = [
+        m
+        for n in config.get("nodes") or []
+        for m in n.get("extraPortMappings") or []
+        if m.get("containerPort") == NODE_PORT
+    ]
+    assert mapped, f"{KIND_CONFIG.relative_to(ROOT)} maps no port to NodePort {NODE_PORT}"
+    for m in mapped:
+        m["hostPort"] = host_port
+    out = state / "kind.yaml"
+    out.write_text(yaml.safe_dump(config))
+    return out, host_port
+
+
+@pytest.fixture(scope="module")
+def kind_cluster(cluster_progress: Callable[[str], None]) -> Iterator[Cluster]:
+    lacking = missing()  # conftest.py skips every test here first, with one line, when set
+    if lacking:
+        pytest.skip(lacking)
+    if not KIND_CONFIG.exists():
+        pytest.fail(f"{KIND_CONFIG.relative_to(ROOT)} is missing (the kind cluster config)")
+    kind = find_tool("kind")
+    kubectl = find_tool("kubectl")
+    assert kind
+    assert kubectl
+    name = f"heliox-e2e-{uuid.uuid4().hex[:6]}"
+    state = Path(tempfile.mkdtemp(prefix="heliox-e2e-"))
+    kubeconfig = state / "kubeconfig"
+    created = False
+    config, host_port = kind_config(state)
+    try:
+        create = ["create", "cluster", "--name", name, "--config", str(config)]
+        _run([kind, *create, "--kubeconfig", str(kubeconfig), "--wait", "300s"], cluster_progress)
+        created = True
+        build_images(kind, name, cluster_progress)
+        c = Cluster(kubeconfig=kubeconfig, kubectl_bin=kubectl, progress=cluster_progress)
+        c.info["url"] = f"http://127.0.0.1:{host_port}"
+        yield c
+    finally:
+        if created and os.environ.get("HELIOX_E2E_KEEP") == "1":
+            cluster_progress(f"kept kind cluster {name}: export KUBECONFIG={kubeconfig}")
+        elif created:
+            delete = [kind, "delete", "cluster", "--name", name, "--kubeconfig", str(kubeconfig)]
+            _run(delete, cluster_progress, timeout=300)
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def release(cluster: Cluster, what: str, node_port: bool = False) -> Iterator[tuple[Context, Walk]]:
+    """A release in a fresh restricted namespace; with node_port, its Service is the NodePort
+    the kind config maps to the host (one release at a time can have it), and the steps reach
+    it there instead of through a port-forward."""
+    ns = cluster.create_namespace(f"e2e-{what}-{uuid.uuid4().hex[:6]}", RESTRICTED)
+    values = {"service": {"type": "NodePort", "nodePort": NODE_PORT}} if node_port else {}
+    ctx = Context(
+        cluster=cluster,
+        namespace=ns,
+        release="hx",
+        helm="helm",
+        image=IMAGE,
+        values=values,
+        simulated=False,
+        timeout="10m",
+    )
+    if node_port:
+        ctx.state["url"] = cluster.info["url"]
+    try:
+        yield ctx, Walk(f"e2e {what}")
+    finally:
+        cluster.delete_namespace(ns)
+
+
+Rel = tuple[Context, Walk]
+
+
+@pytest.fixture(scope="module")
+def life(kind_cluster: Cluster) -> Iterator[Rel]:
+    yield from release(kind_cluster, "lifecycle", node_port=True)
+
+
+@pytest.fixture(scope="module")
+def external(kind_cluster: Cluster) -> Iterator[Rel]:
+    yield from release(kind_cluster, "external")
+
+
+@pytest.fixture(scope="module")
+def gitops(kind_cluster: Cluster) -> Iterator[Rel]:
+    yield from release(kind_cluster, "gitops")
+
+
+def show_namespace(ctx: Context) -> None:
+    """On a failed step: what the namespace holds, and the logs of pods that are not well."""
+    c = ctx.cluster
+    out = c.kubectl("get", "all,pvc,events", "-n", ctx.namespace, "-o", "wide", check=False)
+    ctx.progress(f"namespace {ctx.namespace}:\n{out.stdout}{out.stderr}")
+    for p in c.items("pods", ctx.namespace):
+        if p["status"].get("phase") not in ("Running", "Succeeded") or not all(
+            s.get("ready") for s in p["status"].get("containerStatuses") or []
+        ):
+            logs = c.kubectl(
+                "logs", p["metadata"]["name"], "-n", ctx.namespace, "--all-containers",
+                "--tail=40", check=False,
+            )  # fmt: skip
+            ctx.progress(f"logs of {p['metadata']['name']}:\n{logs.stdout}{logs.stderr}")
+
+
+class Step:
+    """walk.step plus, when it fails, the namespace's state and logs on the terminal."""
+
+    def __init__(self, rel: Rel, name: str) -> None:
+        self.ctx, self.walk, self.name = rel[0], rel[1], name
+
+    def __enter__(self) -> Context:
+        self._cm = self.walk.step(self.name, pytest.skip)
+        self._cm.__enter__()
+        return self.ctx
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: Any) -> Any:
+        if err is not None and not isinstance(err, pytest.skip.Exception):
+            show_namespace(self.ctx)
+        return self._cm.__exit__(kind, err, tb)
+
+
+@pytest.mark.e2e
+class TestLifecycle:
+    def test_01_install_default_in_restricted_namespace(self, life: Rel) -> None:
+        with Step(life, "install") as ctx:
+            lifecycle.install(ctx)
+            lifecycle.remember_passwords(ctx)
+
+    def test_02_migration_ran_before_the_api_pods_started(self, life: Rel) -> None:
+        with Step(life, "install-time migration") as ctx:
+            lifecycle.install_migration_gates_pods(ctx)
+
+    def test_03_health_through_the_service(self, life: Rel) -> None:
+        with Step(life, "health") as ctx:
+            traffic.health_through_service(ctx)
+
+    def test_04_create_and_read_an_item(self, life: Rel) -> None:
+        with Step(life, "items") as ctx:
+            ctx.state["item"] = traffic.items_round_trip(ctx)
+
+    def test_05_rolling_restart_under_load(self, life: Rel) -> None:
+        with Step(life, "rolling restart") as ctx:
+            traffic.rolling_restart_under_load(ctx, ctx.state["url"])
+
+    def test_06_upgrade_with_a_migration(self, life: Rel) -> None:
+        with Step(life, "upgrade with a migration") as ctx:
+            before = traffic.schema_revision(ctx)
+            assert before == traffic.head_revision(ROOT / "migrations-job" / "versions")
+            lifecycle.upgrade_runs_hook_first(ctx, NEXT_TAG)
+            assert traffic.schema_revision(ctx) == "e2e_marker"
+            traffic.health_through_service(ctx)
+
+    def test_07_failing_migration_keeps_old_pods_serving(self, life: Rel) -> None:
+        with Step(life, "failing hook") as ctx:
+            lifecycle.failing_hook_keeps_old_pods(ctx, BROKEN_TAG)
+            traffic.health_through_service(ctx)  # the old pods still answer
+
+    def test_08_rollback(self, life: Rel) -> None:
+        with Step(life, "rollback") as ctx:
+            lifecycle.rollback(ctx)
+            traffic.health_through_service(ctx)
+
+    def test_09_scale_to_3_replicas(self, life: Rel) -> None:
+        with Step(life, "scale") as ctx:
+            operations.kubectl_scale(ctx, 3)
+            traffic.health_through_service(ctx)
+
+    def test_10_pdb_refuses_eviction_beyond_budget(self, life: Rel) -> None:
+        with Step(life, "eviction") as ctx:
+            operations.pdb_refuses_eviction(ctx)
+
+    def test_11_hpa_accepted(self, life: Rel) -> None:
+        with Step(life, "HPA") as ctx:
+            operations.hpa_accepted(ctx)
+            operations.hpa_switch_kept_capacity(ctx)
+            lifecycle.passwords_unchanged(ctx, min_upgrades=2)
+
+    def test_12_helm_test_checks_health_for_real(self, life: Rel) -> None:
+        with Step(life, "helm test") as ctx:
+            operations.helm_test_passes(ctx)
+
+    def test_13_the_item_survived_everything(self, life: Rel) -> None:
+        with Step(life, "item kept") as ctx, traffic.service_url(ctx) as url:
+            status, got = traffic.http("GET", f"{url}/api/v1/items/{ctx.state['item']}")
+            assert status == 200, (status, got)
+
+    def test_14_uninstall_leaves_only_documented_objects(self, life: Rel) -> None:
+        with Step(life, "uninstall") as ctx:
+            lifecycle.uninstall_leaves_only_documented(ctx)
+
+
+STORES_SUPERUSER = "e2e-superuser-pw"  # the external PostgreSQL's `postgres` password
+
+
+def install_stores(ctx: Context) -> None:
+    """The "external" PostgreSQL and Redis: the chart's own subcharts, each its own release."""
+    stores = {
+        ("postgresql", "ext-pg"): {
+            "password": "e2e-first-pw",
+            "postgresPassword": STORES_SUPERUSER,
+        },
+        ("redis", "ext-redis"): {"password": "e2e-redis-pw"},
+    }
+    for (chart, rel), auth in stores.items():
+        values = [f"auth.{k}={v}" for k, v in auth.items()]
+        ctx.cluster.run(
+            ["helm", "install", rel, str(ctx.chart / "charts" / chart), "-n", ctx.namespace]
+            + [a for v in values for a in ("--set", v)]
+            + ["--wait", "--timeout", ctx.timeout],
+            timeout=900,
+        )
+    ctx.progress("external PostgreSQL and Redis running (the subcharts as their own releases)")
+
+
+def alter_role(ctx: Context, password: str) -> Callable[[], None]:
+    """What the chart's README says to do before changing a database password: ALTER ROLE."""
+
+    def run() -> None:
+        ctx.cluster.kubectl(
+            "exec", "-i", "ext-pg-postgresql-0", "-c", "postgresql", "-n", ctx.namespace, "--",
+            "env", f"PGPASSWORD={STORES_SUPERUSER}", "psql", "-h", "127.0.0.1", "-U", "postgres",
+            "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-v", f"pw={password}",
+            input="ALTER ROLE heliox PASSWORD :'pw';\n",
+        )  # fmt: skip
+
+    return run
+
+
+@pytest.mark.e2e
+class TestExternalStores:
+    def test_01_install_against_external_servers(self, external: Rel) -> None:
+        with Step(external, "install") as ctx:
+            install_stores(ctx)
+            variants.install_external(
+                ctx, "ext-pg-postgresql", "ext-redis-redis", "e2e-first-pw", "e2e-redis-pw"
+            )
+            traffic.health_through_service(ctx)
+            traffic.items_round_trip(ctx)
+
+    def test_02_new_password_reaches_the_migration_hook(self, external: Rel) -> None:
+        with Step(external, "new password") as ctx:
+            variants.upgrade_with_new_password(
+                ctx, "e2e-second-pw", before=alter_role(ctx, "e2e-second-pw")
+            )
+            traffic.health_through_service(ctx)
+
+    def test_03_existing_secret_reaches_the_migration_hook(self, external: Rel) -> None:
+        with Step(external, "existing Secret") as ctx:
+            variants.upgrade_to_existing_secret(ctx, "hx-db-credentials", "e2e-second-pw")
+            traffic.health_through_service(ctx)
+
+
+@pytest.mark.e2e
+class TestGitOpsMode:
+    def test_install_and_upgrade_without_helm_hooks(self, gitops: Rel) -> None:
+        with Step(gitops, "gitops") as ctx:
+            variants.gitops_install_and_upgrade(ctx, NEXT_TAG)
+            assert traffic.schema_revision(ctx) == "e2e_marker"
+            traffic.health_through_service(ctx)
