@@ -134,23 +134,13 @@ class TestLifecycle:
             operations.hpa_accepted(ctx)
             lifecycle.passwords_unchanged(ctx, min_upgrades=3)
 
-    def test_10_enabling_hpa_keeps_capacity(self, life: Rel, helm_bin: str) -> None:
-        """Known under Helm 3 (xfail, not skipped: the check runs and its message is shown):
-        its three-way merge removes `spec.replicas` when the new manifest leaves it to the
-        HPA, so the Deployment drops to 1 pod until the HPA controller raises it to
-        minReplicas. Helm 4's server-side apply leaves the field alone. The chart has no
-        workaround (e.g. keeping the live count with `lookup`)."""
+    def test_10_enabling_hpa_keeps_capacity(self, life: Rel) -> None:
+        """Under Helm 3 this needs the chart's `lookup` of the live count: its three-way merge
+        removes `spec.replicas` when the manifest leaves it to the HPA, dropping the Deployment
+        to 1 pod. Helm 4's server-side apply leaves the field alone either way."""
         ctx, walk = life
-        known: AssertionError | None = None
         with walk.step("HPA capacity", pytest.skip):
-            try:
-                operations.hpa_switch_kept_capacity(ctx)
-            except AssertionError as e:
-                if helm_bin != "helm3":
-                    raise
-                known = e
-        if known is not None:
-            pytest.xfail(f"Helm 3 drops the replicas when autoscaling is turned on: {known}")
+            operations.hpa_switch_kept_capacity(ctx)
 
     def test_11_helm_test(self, life: Rel) -> None:
         ctx, walk = life
