@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import HELM_BINARIES, helm_path
+from tests.tooling import tool
+
+from .helpers import HELM_BINARIES
 
 
 @pytest.fixture(params=HELM_BINARIES, scope="session")
 def helm(request: pytest.FixtureRequest) -> str:
     """Name of the helm binary under test (`helm` is Helm 4, `helm3` is Helm 3)."""
-    helm_path(request.param)  # fails, naming the fix, when the binary is missing
+    tool(request.param)  # fails, naming the fix, when the binary is missing
     return str(request.param)

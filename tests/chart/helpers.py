@@ -9,9 +9,6 @@ render is pure, and each takes a tenth of a second or more.
 from __future__ import annotations
 
 import functools
-import os
-import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +16,11 @@ from typing import Any
 
 import yaml
 
+from tests.tooling import run_helm
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "heliox"
 VALUES_DIR = Path(__file__).resolve().parent / "values"
-TOOLS = ROOT / ".tools" / "bin"
 
 RELEASE = "rel"
 NAMESPACE = "heliox-test"
@@ -41,40 +39,6 @@ HELM_BINARIES = ("helm", "helm3")
 def values_files() -> list[str]:
     """Names (without .yaml) of every values file under tests/chart/values/."""
     return sorted(p.stem for p in VALUES_DIR.glob("*.yaml"))
-
-
-def helm_path(name: str) -> str:
-    """Path of a pinned helm binary; an assertion error (not a skip) when it is missing."""
-    candidate = TOOLS / name
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which(name)
-    assert found, f"{name} not found in .tools/bin or PATH: run `scripts/tools.sh helm helm3`"
-    return found
-
-
-def _env() -> dict[str, str]:
-    # No cluster is needed or wanted: point helm at nothing, and keep its caches out of $HOME.
-    env = dict(os.environ)
-    env["KUBECONFIG"] = os.devnull
-    env.setdefault("HELM_CACHE_HOME", str(Path(os.environ.get("TMPDIR", "/tmp")) / "heliox-helm"))
-    env.setdefault("HELM_CONFIG_HOME", env["HELM_CACHE_HOME"])
-    env.setdefault("HELM_DATA_HOME", env["HELM_CACHE_HOME"])
-    return env
-
-
-def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [helm_path(helm), *args],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
 
 
 def _flatten(

@@ -6,14 +6,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .helpers import CHART, helm_path
+from tests.tooling import tool
+
+from .helpers import CHART
 
 READMES = ["README.md", "charts/postgresql/README.md", "charts/redis/README.md"]
 
 
 def _generate(root: Path) -> None:
     proc = subprocess.run(
-        [helm_path("helm-docs"), "--chart-search-root", str(root), "--log-level", "warning"],
+        [tool("helm-docs"), "--chart-search-root", str(root), "--log-level", "warning"],
         capture_output=True,
         text=True,
         check=False,

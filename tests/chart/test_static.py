@@ -17,15 +17,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.tooling import run_helm, tool
+
 from .helpers import (
     CHART,
     KUBE_NEWEST,
     KUBE_OLDEST,
     VALUES_DIR,
-    helm_path,
     render,
     render_text,
-    run_helm,
     values_files,
 )
 
@@ -196,7 +196,7 @@ def _kube_score(text: str, tmp_path: Path) -> list[dict[str, Any]]:
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(text)
     cfg = KUBE_SCORE_CONFIG
-    args = [helm_path("kube-score"), "score", "-o", "json"]
+    args = [tool("kube-score"), "score", "-o", "json"]
     args += ["--kubernetes-version", cfg["kubernetesVersion"]]
     for test in cfg.get("enableOptional", []):
         args += ["--enable-optional-test", test]

