@@ -7,6 +7,7 @@ After a failure the client is skipped for ``REDIS_BACKOFF_SECONDS``: callers see
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,11 @@ class RedisClient:
             result = await operation(self.redis)
         except (RedisError, OSError) as exc:
             self._down_until = time.monotonic() + self._backoff
+            # The idle pooled connections are likely dead too (a restarted server closed them
+            # all). Drop them, or after the outage each one would fail once more and restart
+            # the backoff: with a few of them, recovery took several backoff periods.
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.connection_pool.disconnect(inuse_connections=False)
             if not self._down:
                 self._down = True
                 logger.warning(
