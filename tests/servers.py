@@ -127,7 +127,13 @@ def _children_of(pid: int) -> list[int]:
 
 class _Managed:
     def __enter__(self) -> Self:
-        self.start()  # type: ignore[attr-defined]
+        try:
+            self.start()  # type: ignore[attr-defined]
+        except BaseException:
+            # A start that fails (e.g. gunicorn not ready in time) must not leave processes
+            # running: __exit__ is not called when __enter__ raises.
+            self.close()  # type: ignore[attr-defined]
+            raise
         return self
 
     def __exit__(
