@@ -623,6 +623,10 @@ def benchmark(args: argparse.Namespace) -> Run:
                 # The same with the table locked for 9 s: 15 queries per worker hold their
                 # connections waiting for the lock (statement_timeout 10 s), the others wait
                 # for a connection up to DB_POOL_TIMEOUT (5 s) and get 503.
+                # wrk leaves up to 256 requests in flight when it stops; the server still runs
+                # them (a handler is not cancelled when its client goes). Let them drain, or
+                # they, not this run's requests, would be the ones queued behind the lock.
+                time.sleep(3)
                 with table_locked(postgres, LOCK_S):
                     time.sleep(0.3)
                     run.results.append(
@@ -733,9 +737,9 @@ def render_markdown(run: Run, plot_name: str | None) -> str:
         + f"; {m['wrk']}",
         f"- Load average before: {run.load_before[0]:.2f} / {run.load_before[1]:.2f} / "
         f"{run.load_before[2]:.2f} (1/5/15 min); after: {run.load_after[0]:.2f} / "
-        f"{run.load_after[1]:.2f} / {run.load_after[2]:.2f}. The machine is shared: other "
-        "work competes for the same cores, so compare the side-by-side ratios, not absolute "
-        "requests/s across runs.",
+        f"{run.load_after[1]:.2f} / {run.load_after[2]:.2f} (the run itself adds about 3 to 4: "
+        "two workers, wrk and PostgreSQL). The machine is shared: other work competes for the "
+        "same cores, so compare the side-by-side ratios, not absolute requests/s across runs.",
         f"- Run took {run.duration_s:.0f} s; {run.settings['seconds_per_run']:g} s per "
         f"measurement, {run.settings['ab_rounds']} alternating rounds for the ratios.",
         "",
