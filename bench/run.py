@@ -188,6 +188,22 @@ def run_wrk(
     raise RuntimeError(f"wrk gave no result (exit {done.returncode}):\n{done.stdout}{done.stderr}")
 
 
+_SERVER_PROBLEM = re.compile(
+    r'level=(?:WARNING|ERROR|CRITICAL) logger=\S+ message=("[^"]*"|\S+)([^\n]*)$', re.M
+)
+_ERROR_TYPE = re.compile(r" error_type=(\S+)")
+
+
+def server_problems(server: GunicornServer) -> dict[str, int]:
+    """Warnings and errors in the server's log, by message and error type."""
+    counts: dict[str, int] = {}
+    for message, rest in _SERVER_PROBLEM.findall(server.log()):
+        error_type = _ERROR_TYPE.search(rest)
+        key = message.strip('"') + (f" ({error_type.group(1)})" if error_type else "")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def measure(
     scenario: str,
     app: str,
@@ -201,8 +217,18 @@ def measure(
 ) -> Result:
     assert server.process is not None
     load1 = loadavg()[0]
+    problems_before = server_problems(server)
     with PeakSampler(server.process.pid) as memory:
         raw = run_wrk(server.url + path, connections=connections, seconds=seconds, **wrk_args)
+    time.sleep(0.2)  # the last access and warning lines
+    logged = {
+        key: n - problems_before.get(key, 0)
+        for key, n in server_problems(server).items()
+        if n > problems_before.get(key, 0)
+    }
+    if logged:
+        found = "; ".join(f"{n} x {key}" for key, n in sorted(logged.items()))
+        note = f"{note}; server logged {found}" if note else f"server logged {found}"
     result = Result(
         scenario=scenario,
         app=app,
@@ -228,6 +254,7 @@ def measure(
         f"{scenario} [{app}] c={connections}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms,"
         f" p99 {result.p99_ms:.1f} ms, max {result.max_ms:.0f} ms{errors};"
         f" peak RSS {result.peak_rss_mib:.0f} MiB, PSS {result.peak_pss_mib:.0f} MiB"
+        + (f" ({result.note})" if "server logged" in result.note else "")
     )
     return result
 
@@ -781,6 +808,16 @@ def render_markdown(run: Run, plot_name: str | None) -> str:
         "the budget rows count every status. `load` is the 1-minute load average when the "
         "measurement started.",
         "",
+    ]
+    noted = [r for r in run.results if r.note]
+    if noted:
+        lines += [
+            "Notes (what the server logged as warnings or errors during a run, and setup):",
+            "",
+        ]
+        lines += [f"- {r.scenario} [{r.app}]: {r.note}" for r in noted]
+        lines.append("")
+    lines += [
         "### Connection budget",
         "",
     ]
