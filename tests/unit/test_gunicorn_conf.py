@@ -78,3 +78,27 @@ def test_worker_class_is_the_uvicorn_worker_package_class() -> None:
     assert issubclass(Worker, UvicornWorker)
     assert Worker.CONFIG_KWARGS["server_header"] is False
     assert Worker.CONFIG_KWARGS["access_log"] is False
+
+
+@pytest.mark.parametrize(
+    ("workers", "preload", "expected"),
+    [("1", None, False), ("2", None, True), ("4", None, True), ("2", "false", False),
+     ("1", "true", True), ("3", "0", False)],
+)  # fmt: skip
+def test_preload_follows_the_worker_count(
+    monkeypatch: pytest.MonkeyPatch, workers: str, preload: str | None, expected: bool
+) -> None:
+    monkeypatch.delenv("PRELOAD_APP", raising=False)
+    env = {"WEB_CONCURRENCY": workers} | ({"PRELOAD_APP": preload} if preload else {})
+    conf = _load(monkeypatch, **env)
+    assert conf["preload_app"] is expected
+    assert callable(conf["pre_fork"])
+    assert callable(conf["post_fork"])
+
+
+def test_bad_preload_value_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit) as caught:
+        _load(monkeypatch, PRELOAD_APP="sometimes")
+    assert str(caught.value.code) == (
+        "heliox: configuration error: PRELOAD_APP must be true or false (got 'sometimes')"
+    )
