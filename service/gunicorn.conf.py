@@ -102,6 +102,13 @@ _own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 if _own_metrics_dir:
     _base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # noqa: S108
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="heliox-metrics-", dir=_base)
+    # SIGHUP re-reads this file with the variable set: remember that the directory is ours, or
+    # on_exit would leave it behind after a reload.
+    os.environ["HELIOX_OWN_METRICS_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+else:
+    _own_metrics_dir = (
+        os.environ.get("HELIOX_OWN_METRICS_DIR") == os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    )
 
 
 def _validate_settings() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import runpy
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,11 +61,16 @@ def test_bad_value_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def test_private_metrics_dir_when_none_given(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("reloads", [0, 1], ids=["started", "after-sighup"])
+def test_private_metrics_dir_when_none_given(monkeypatch: pytest.MonkeyPatch, reloads: int) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("HELIOX_OWN_METRICS_DIR", raising=False)
     conf = runpy.run_path(str(GUNICORN_CONF))
     made = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     try:
+        for _ in range(reloads):  # SIGHUP: gunicorn reads the file again, the variable now set
+            conf = runpy.run_path(str(GUNICORN_CONF))
+            assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == made
         assert os.path.isdir(made)
         assert os.path.basename(made).startswith("heliox-metrics-")
         conf["on_exit"](None)
@@ -72,6 +78,14 @@ def test_private_metrics_dir_when_none_given(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         shutil.rmtree(made, ignore_errors=True)
         monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+        monkeypatch.delenv("HELIOX_OWN_METRICS_DIR", raising=False)
+
+
+def test_given_metrics_dir_is_not_removed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("HELIOX_OWN_METRICS_DIR", raising=False)
+    conf = _load(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    conf["on_exit"](None)
+    assert tmp_path.is_dir()
 
 
 def test_worker_class_is_the_uvicorn_worker_package_class() -> None:
