@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from heliox.core.metrics import FLUSH_INTERVAL_SECONDS
 from tests.servers import GunicornServer, PostgresServer
 
 
@@ -66,7 +67,9 @@ def test_metrics_add_up_across_workers(database_url: str, redis_url: str) -> Non
             assert requests < 2000, "one worker took every connection"
             assert _get(f"{server.url}/api/v1/items/{requests + 1}")[0] == 404
             requests += 1
-        # Whichever worker answers the scrape, the count is the sum over all workers.
+        # Whichever worker answers the scrape, the count is the sum over all workers, once
+        # each has flushed its batch (at most FLUSH_INTERVAL_SECONDS later).
+        time.sleep(FLUSH_INTERVAL_SECONDS + 0.5)
         for _ in range(6):
             text = _get(f"{server.url}/metrics")[1].decode()
             assert _count(text, "/api/v1/items/{item_id}", "404") == requests

@@ -174,13 +174,16 @@ def test_security_headers(client: TestClient) -> None:
     headers = client.get("/api/v1/items").headers
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["x-frame-options"] == "DENY"
-    assert headers["referrer-policy"] == "no-referrer"
     assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert "referrer-policy" not in headers  # document-only headers go on the docs pages
     assert "strict-transport-security" not in headers  # development
     assert "server" not in headers
     docs = client.get("/docs")
     assert docs.status_code == 200
     assert "content-security-policy" not in docs.headers  # Swagger UI needs its scripts
+    assert docs.headers["x-content-type-options"] == "nosniff"
+    assert docs.headers["referrer-policy"] == "no-referrer"
+    assert docs.headers["cross-origin-opener-policy"] == "same-origin"
 
 
 def test_hsts_outside_development(settings: Settings) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+from enum import Enum
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from heliox import __version__
@@ -14,22 +15,14 @@ from heliox.core import metrics
 from heliox.core.errors import error_response
 from heliox.core.resources import NotStarted
 
-router = APIRouter(tags=["health"])
-
 _OK = b'{"status":"ok"}'
 
 
-@router.get("/health", summary="Liveness: the process serves requests; touches no dependency")
 async def health() -> Response:
     # Pre-rendered: this is the probe and benchmark path, so it skips serialization.
     return Response(_OK, media_type="application/json")
 
 
-@router.get(
-    "/health/db",
-    summary="Readiness: the database answers (bounded, cached about a second)",
-    responses={503: {"description": "Database unavailable (error body)"}},
-)
 async def health_db(request: Request) -> Any:
     ok, message = await get_resources(request).health.check()
     if not ok:
@@ -42,7 +35,6 @@ async def health_db(request: Request) -> Any:
     return {"status": "ok", "database": "connected", "message": message}
 
 
-@router.get("/", summary="Service name, version and environment")
 async def info(request: Request) -> dict[str, str]:
     return {
         "name": "heliox",
@@ -56,3 +48,21 @@ async def metrics_endpoint(request: Request) -> Response:
     with contextlib.suppress(NotStarted):  # no pool to report before startup
         metrics.set_pool_figures(resources.db.pool_status())
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+
+def add_routes(app: FastAPI) -> None:
+    """Register on the app itself, not through an included router (see create_app)."""
+    tags: list[str | Enum] = ["health"]
+    app.get(
+        "/health",
+        tags=tags,
+        summary="Liveness: the process serves requests; touches no dependency",
+    )(health)
+    app.get(
+        "/health/db",
+        tags=tags,
+        summary="Readiness: the database answers (bounded, cached about a second)",
+        responses={503: {"description": "Database unavailable (error body)"}},
+    )(health_db)
+    app.get("/", tags=tags, summary="Service name, version and environment")(info)
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

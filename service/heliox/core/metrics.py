@@ -7,6 +7,7 @@ worker aggregates them all; dead workers are marked in gunicorn's ``child_exit``
 
 from __future__ import annotations
 
+import asyncio
 import os
 from bisect import bisect_left
 from typing import Any
@@ -49,17 +50,25 @@ POOL_GAUGES = {
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-class _Series:
-    """The value cells of one label set, updated directly.
+# How often a worker writes its batched request samples to the shared metric cells.
+FLUSH_INTERVAL_SECONDS = 1.0
 
-    Every request lands here, so this skips the per-call checks of the public ``inc()`` and
-    ``observe()`` (and their linear bucket scan) and writes the same cells they would:
-    the count, the histogram sum, and the first bucket whose bound holds the value. The
-    unit tests read the exposition back, so a prometheus_client change that broke this
-    would fail them.
+
+class _Series:
+    """One label set's samples, batched in plain Python numbers and written to the metric's
+    cells by :func:`flush`.
+
+    Every request lands here. In multiprocess mode each cell update is a locked write to a
+    memory-mapped file, and the three per request (count, sum, bucket) cost about as much as
+    the rest of our middleware together, so requests only add to local numbers and the cells
+    get the totals once a second (lifespan's flusher), before a scrape of this worker, and at
+    shutdown. A scrape can therefore miss the last second of another worker's requests; a
+    worker that is killed outright loses at most that second. The cells written are the ones
+    ``inc()``/``observe()`` write; the unit tests read the exposition back, so a
+    prometheus_client change that broke this would fail them.
     """
 
-    __slots__ = ("bounds", "buckets", "count", "total")
+    __slots__ = ("bounds", "buckets", "count", "pending", "pending_buckets", "total")
 
     def __init__(self, labels: tuple[str, str, str]) -> None:
         counter: Any = REQUESTS.labels(*labels)
@@ -68,11 +77,27 @@ class _Series:
         self.total = histogram._sum
         self.buckets = histogram._buckets
         self.bounds = histogram._upper_bounds
+        self.pending = [0, 0.0]  # requests, seconds
+        self.pending_buckets = [0] * len(self.buckets)
 
     def observe(self, seconds: float) -> None:
-        self.count.inc(1)
+        pending = self.pending
+        pending[0] += 1
+        pending[1] += seconds
+        self.pending_buckets[bisect_left(self.bounds, seconds)] += 1
+
+    def flush(self) -> None:
+        requests, seconds = self.pending
+        if not requests:
+            return
+        buckets = self.pending_buckets
+        self.pending = [0, 0.0]
+        self.pending_buckets = [0] * len(buckets)
+        self.count.inc(requests)
         self.total.inc(seconds)
-        self.buckets[bisect_left(self.bounds, seconds)].inc(1)
+        for cell, n in zip(self.buckets, buckets, strict=True):
+            if n:
+                cell.inc(n)
 
 
 _series: dict[tuple[str, str, int], _Series] = {}
@@ -90,6 +115,18 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
     series.observe(seconds)
 
 
+def flush() -> None:
+    """Write every batched sample to the metric cells (on the event loop, as observe runs)."""
+    for series in list(_series.values()):
+        series.flush()
+
+
+async def flush_periodically(interval: float = FLUSH_INTERVAL_SECONDS) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        flush()
+
+
 def set_pool_figures(figures: dict[str, int]) -> None:
     for name, value in figures.items():
         gauge = POOL_GAUGES.get(name)
@@ -98,6 +135,7 @@ def set_pool_figures(figures: dict[str, int]) -> None:
 
 
 def render() -> bytes:
+    flush()  # this worker's own samples are current; the others' at most a flush interval old
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         return generate_latest(REGISTRY)

@@ -32,17 +32,22 @@ _DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json")
 def _security_headers(
     production_like: bool,
 ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-    """Headers for API responses and for the interactive docs (which need scripts)."""
-    base = [
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"cross-origin-opener-policy", b"same-origin"),
-    ]
+    """Headers for API responses and for the interactive docs (HTML that needs its scripts).
+
+    API responses carry the OWASP REST set; Referrer-Policy and Cross-Origin-Opener-Policy
+    only act on documents, so only the docs pages get them (every header is work on every
+    response, and /health is benchmarked).
+    """
+    base = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
     if production_like:
         base.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
     api = [*base, (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")]
-    return api, base
+    docs = [
+        *base,
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    ]
+    return api, docs
 
 
 class HelioxMiddleware:
@@ -95,7 +100,11 @@ class HelioxMiddleware:
         try:
             if content_length is not None and not self._length_ok(content_length):
                 await _send_error(send_with_headers, 413, PayloadTooLarge(self.max_body).detail)
-            elif not await self._rate_limit_ok(scope, path, send_with_headers):
+            elif (
+                self.resources.limiter is not None
+                and path.startswith("/api/")
+                and not await self._rate_limit_ok(scope, send_with_headers)
+            ):
                 pass
             else:
                 await self.app(
@@ -161,9 +170,10 @@ class HelioxMiddleware:
 
         return limited_receive
 
-    async def _rate_limit_ok(self, scope: Scope, path: str, send: Send) -> bool:
+    async def _rate_limit_ok(self, scope: Scope, send: Send) -> bool:
+        """Only /api/* is limited (probes and scrapes never are); the caller checks that."""
         limiter = self.resources.limiter
-        if limiter is None or not path.startswith("/api/"):
+        if limiter is None:
             return True
         client = scope.get("client")
         decision = await limiter.hit(client[0] if client else "unknown")

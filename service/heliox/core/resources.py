@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import anyio
 
+from heliox.core import metrics
 from heliox.core.cache import Cache
 from heliox.core.config import Settings
 from heliox.core.db import Database, create_db_engine
@@ -28,6 +31,7 @@ class Resources:
         self.redis: RedisClient | None = None
         self.cache = Cache(None, settings.cache_ttl_seconds)
         self.limiter: RateLimiter | None = None
+        self._metrics_flusher: asyncio.Task[None] | None = None
 
     @property
     def db(self) -> Database:
@@ -56,6 +60,7 @@ class Resources:
                     s.rate_limit_fail_open,
                 )
         self.cache = Cache(self.redis, s.cache_ttl_seconds)
+        self._metrics_flusher = asyncio.create_task(metrics.flush_periodically())
         logger.info(
             "started",
             extra={
@@ -69,6 +74,12 @@ class Resources:
         )
 
     async def stop(self) -> None:
+        if self._metrics_flusher is not None:
+            self._metrics_flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._metrics_flusher
+            self._metrics_flusher = None
+        metrics.flush()  # the last second's samples, before the worker exits
         if self.redis is not None:
             with anyio.move_on_after(2):
                 await self.redis.close()
