@@ -1,0 +1,45 @@
+"""Request samples are batched per worker and reach the shared metric cells on flush."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import REGISTRY
+
+from heliox.core import metrics
+
+LABELS = {"method": "GET", "route": "/unit/batched", "status": "200"}
+
+
+def _count() -> float:
+    return REGISTRY.get_sample_value("heliox_http_requests_total", LABELS) or 0.0
+
+
+def _bucket(le: str) -> float:
+    labels = {**LABELS, "le": le}
+    return REGISTRY.get_sample_value("heliox_http_request_duration_seconds_bucket", labels) or 0.0
+
+
+def test_samples_wait_for_a_flush_then_land_in_the_right_cells() -> None:
+    before, fast_before = _count(), _bucket("0.005")
+    metrics.observe("GET", "/unit/batched", 200, 0.001)
+    metrics.observe("GET", "/unit/batched", 200, 0.3)
+    assert _count() == before  # batched, not yet written
+    metrics.flush()
+    assert _count() == before + 2
+    assert _bucket("0.005") == fast_before + 1  # 1 ms
+    assert _bucket("0.5") - _bucket("0.25") == 1  # 300 ms, in the (0.25, 0.5] bucket
+    metrics.flush()  # nothing pending: nothing written twice
+    assert _count() == before + 2
+
+
+def test_the_flusher_writes_without_a_scrape() -> None:
+    async def scenario() -> float:
+        before = _count()
+        task = asyncio.create_task(metrics.flush_periodically(0.01))
+        metrics.observe("GET", "/unit/batched", 200, 0.002)
+        await asyncio.sleep(0.1)
+        task.cancel()
+        return _count() - before
+
+    assert asyncio.run(scenario()) == 1
