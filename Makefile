@@ -41,11 +41,12 @@ test-integration: venv ## integration tier: starts throwaway Postgres and Redis 
 	$(BIN)/pytest tests/integration
 
 test-chart: venv ## chart tier: helm lint, render, schema-validate, kube-score, under Helm 4 and Helm 3
-	scripts/tools.sh helm helm3 helm-docs kube-score
+	@# The pinned tools are built with Go (cached); without Go the tests skip, saying so.
+	@if command -v go >/dev/null; then scripts/tools.sh helm helm3 helm-docs kube-score; fi
 	$(BIN)/pytest tests/chart
 
 test-image: venv ## image tier: Dockerfile lint and contract, its command run read-only, skaffold.yaml, k8s/ (no Docker)
-	scripts/tools.sh helm
+	@if command -v go >/dev/null; then scripts/tools.sh helm; fi
 	$(BIN)/pytest tests/image
 
 test-reliability: venv ## reliability tier: reloads, outages and fuzzing under load
