@@ -14,21 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid`` (a /proc scan: not every kernel has .../task/*/children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 (after the parenthesised command name) is the parent PID.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
+from tests.servers import children_of
 
 
 def _kib_field(text: str, name: str) -> int | None:

@@ -109,7 +109,8 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
             time.sleep(0.05)
 
 
-def _children_of(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid``, sorted (a /proc scan: not every kernel has .../children)."""
     children = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -122,7 +123,7 @@ def _children_of(pid: int) -> list[int]:
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         if ppid == pid:
             children.append(int(entry.name))
-    return children
+    return sorted(children)
 
 
 class _Managed:
@@ -247,7 +248,7 @@ class PostgresServer(_Managed):
 
     def _pids(self) -> list[int]:
         pid = self.postmaster_pid
-        return [] if pid is None else [pid, *_children_of(pid)]
+        return [] if pid is None else [pid, *children_of(pid)]
 
     def freeze(self) -> None:
         """SIGSTOP the postmaster and every backend: connects and queries hang, nothing fails."""
@@ -543,7 +544,7 @@ class GunicornServer(_Managed):
         return self.log().count("Application startup complete")
 
     def worker_pids(self) -> list[int]:
-        return [] if self.process is None else _children_of(self.process.pid)
+        return [] if self.process is None else children_of(self.process.pid)
 
     def signal(self, sig: int) -> None:
         assert self.process is not None

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import PostgresServer, find_postgres_bin, free_port
+from tests.servers import PostgresServer, children_of, find_postgres_bin, free_port
 
 from .dockerfile import Dockerfile, copies
 from .helpers import DOCKERFILE, ROOT, find, render
@@ -273,24 +273,11 @@ def test_the_image_command_serves_as_the_image_user(jail_run: dict[str, Any]) ->
     assert b"heliox_http_requests_total{" in metrics
     assert b'method="POST"' in metrics
     # The processes really run as the image's UID: the gunicorn master and its workers.
-    master = [p for p in _children(jail_run["proc"].pid) if b"gunicorn" in _cmdline(p)]
+    master = [p for p in children_of(jail_run["proc"].pid) if b"gunicorn" in _cmdline(p)]
     assert len(master) == 1
-    workers = _children(master[0])
+    workers = children_of(master[0])
     assert len(workers) == 2
     assert {_uid(p) for p in [*master, *workers]} == {jail_run["uid"]}
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def _cmdline(pid: int) -> bytes:

@@ -25,25 +25,23 @@ def wait_flags(ctx: Context) -> list[str]:
     return ["--wait", "--wait-for-jobs", "--timeout", ctx.timeout]
 
 
-def install(
-    ctx: Context, values: dict[str, Any], check: bool = True
+def _release(
+    ctx: Context, verb: str, values: dict[str, Any], check: bool
 ) -> subprocess.CompletedProcess[str]:
     f = values_file(values)
     try:
         return _run(
-            ctx,
-            "install",
-            ctx.release,
-            str(ctx.chart),
-            "-n",
-            ctx.namespace,
-            "-f",
-            str(f),
-            *wait_flags(ctx),
-            check=check,
-        )
+            ctx, verb, ctx.release, str(ctx.chart), "-n", ctx.namespace, "-f", str(f),
+            *wait_flags(ctx), check=check,
+        )  # fmt: skip
     finally:
         f.unlink()
+
+
+def install(
+    ctx: Context, values: dict[str, Any], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return _release(ctx, "install", values, check)
 
 
 def upgrade(
@@ -51,22 +49,7 @@ def upgrade(
 ) -> subprocess.CompletedProcess[str]:
     """`helm upgrade` with the complete values (never --reuse-values: after a failed revision,
     which values it reuses differs between Helm versions)."""
-    f = values_file(values)
-    try:
-        return _run(
-            ctx,
-            "upgrade",
-            ctx.release,
-            str(ctx.chart),
-            "-n",
-            ctx.namespace,
-            "-f",
-            str(f),
-            *wait_flags(ctx),
-            check=check,
-        )
-    finally:
-        f.unlink()
+    return _release(ctx, "upgrade", values, check)
 
 
 def rollback(ctx: Context, revision: int) -> subprocess.CompletedProcess[str]:
