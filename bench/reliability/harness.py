@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,3 +218,16 @@ def wait_for_new_workers(
 
     wait_until("workers replaced", replaced, timeout)
     return set(server.worker_pids())
+
+
+def unreadable_items(url: str, ids: Iterable[int]) -> list[int]:
+    """Ids the API does not return with 200: items lost or unreadable (should be none)."""
+    missing = []
+    for item_id in ids:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/items/{item_id}", timeout=10) as r:
+                if r.status != 200:
+                    missing.append(item_id)
+        except OSError:
+            missing.append(item_id)
+    return missing

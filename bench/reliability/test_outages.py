@@ -6,7 +6,6 @@ item written before the fault is readable after it."""
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from bench.reliability.harness import (
     bad_server_lines,
     judge,
     service_env,
+    unreadable_items,
     wait_until,
 )
 from tests.servers import GunicornServer, PostgresServer, RedisServer
@@ -59,18 +59,6 @@ def is_error_body(record: dict[str, Any], status: int, error: str) -> bool:
         and record.get("body_error") == error
         and record.get("rid_echoed") is True
     )
-
-
-def items_readable(url: str, ids: list[int]) -> list[int]:
-    missing = []
-    for item_id in ids:
-        try:
-            with urllib.request.urlopen(f"{url}/api/v1/items/{item_id}", timeout=10) as r:
-                if r.status != 200:
-                    missing.append(item_id)
-        except OSError:
-            missing.append(item_id)
-    return missing
 
 
 def rows_named(database_url: str, prefix: str) -> set[str]:
@@ -135,7 +123,7 @@ def test_postgres_stopped_and_started_under_load(
 
         written = rows_named(database_url, "pgdown")
         before_fault = created(records, before=t_down)
-        missing = items_readable(server.url, created(records))
+        missing = unreadable_items(server.url, created(records))
 
     # What each request may answer: health always 200; data routes their normal answer,
     # or 503 with the error body from the outage until recovery; the readiness probe 503 too.
@@ -218,7 +206,7 @@ def test_redis_stopped_and_started_under_load(
         same_workers = set(server.worker_pids()) == pids
         written = rows_named(database_url, "redisdown")
         before_fault = created(records, before=t_down)
-        missing = items_readable(server.url, created(records))
+        missing = unreadable_items(server.url, created(records))
 
     def allowed(r: dict[str, Any]) -> bool:
         if r["lane"] == "health":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from bench.reliability.harness import (
     bad_server_lines,
     judge,
     service_env,
+    unreadable_items,
     wait_for_new_workers,
     wait_until,
 )
@@ -83,19 +83,6 @@ def written_names(database_url: str, prefix: str) -> dict[str, int]:
     return dict(rows)
 
 
-def read_back(url: str, ids: list[int]) -> list[int]:
-    """Ids that the API does not return (should be none)."""
-    missing = []
-    for item_id in ids:
-        try:
-            with urllib.request.urlopen(f"{url}/api/v1/items/{item_id}", timeout=10) as r:
-                if r.status != 200:
-                    missing.append(item_id)
-        except OSError:
-            missing.append(item_id)
-    return missing
-
-
 def run_signal_scenario(
     sig: signal.Signals,
     database_url: str,
@@ -148,7 +135,7 @@ def run_signal_scenario(
             if r["lane"] == "slow" and r["t_end"] > t_signal + HOLD_AFTER_SIGNAL - 0.5
         ]
         created = {r["rid"]: r["item_id"] for r in records if r["status"] == 201}
-        missing = read_back(reader.url, list(created.values()))
+        missing = unreadable_items(reader.url, list(created.values()))
         extra = (
             f"{len(before)} sent before the signal, {len(across)} slow ones in flight across it "
             f"(answered {sum(1 for r in across if expected(r))}), {len(created)} items written, "
