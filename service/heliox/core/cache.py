@@ -4,6 +4,12 @@ Keys carry a namespace generation (``heliox:<ns>:g<N>:<key>``); a write bumps th
 so every cached read of that namespace (single items and list pages alike) is invalidated at
 once, and a reader that raced a write can only have filled a key nobody reads any more.
 Every method degrades to "no cache" when Redis is unavailable.
+
+A write's bump is always attempted, even while the breaker is open (a skipped bump would let
+readers serve the pre-write value for up to the TTL once Redis is back). When it fails, the
+namespace is marked *pending* in this process: its reads bypass the cache (no read, no fill)
+until a later bump succeeds, which readers and :meth:`Cache.flush_pending` (run each second by
+the app) retry. Other processes did not see the failed write; see docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -19,15 +25,33 @@ class Cache:
     def __init__(self, client: RedisClient | None, ttl_seconds: int) -> None:
         self.client = client
         self.ttl = ttl_seconds
+        # Namespaces written to while their generation could not be bumped.
+        self.pending: set[str] = set()
 
     async def _generation(self, namespace: str) -> bytes:
         assert self.client is not None
         value = await self.client.run(lambda r: r.get(f"heliox:{namespace}:gen"))
         return value if isinstance(value, bytes) else b"0"
 
+    async def _bump(self, namespace: str, *, force: bool) -> bool:
+        """INCR the generation; on success the namespace is no longer pending."""
+        assert self.client is not None
+        try:
+            await self.client.run(lambda r: r.incr(f"heliox:{namespace}:gen"), force=force)
+        except RedisUnavailable:
+            return False
+        if namespace in self.pending:
+            self.pending.discard(namespace)
+            logger.info("pending cache invalidation applied", extra={"ns": namespace})
+        return True
+
     async def get(self, namespace: str, key: str) -> tuple[bytes | None, str | None]:
         """The cached value (or None) and the full key to fill it under (None: no cache)."""
         if self.client is None:
+            return None, None
+        # A write here could not invalidate: bypass the cache until a bump succeeds (the
+        # breaker decides when to try again, so reads pay no timeouts while Redis is down).
+        if namespace in self.pending and not await self._bump(namespace, force=False):
             return None, None
         try:
             generation = (await self._generation(namespace)).decode()
@@ -48,8 +72,22 @@ class Cache:
     async def invalidate(self, namespace: str) -> None:
         if self.client is None:
             return
-        try:
-            await self.client.run(lambda r: r.incr(f"heliox:{namespace}:gen"))
-        except RedisUnavailable:
-            # Entries written before the outage expire after the TTL.
-            logger.warning("cache invalidation skipped: redis unavailable", extra={"ns": namespace})
+        # Past the breaker: a stale entry served for a whole TTL is worse than one timeout.
+        # (A reader that filled the old generation meanwhile is hidden by the bump that
+        # eventually succeeds.)
+        if await self._bump(namespace, force=True) or namespace in self.pending:
+            return
+        self.pending.add(namespace)
+        logger.warning(
+            "cache invalidation failed: redis unavailable; the cache is bypassed until it succeeds",
+            extra={"ns": namespace},
+        )
+
+    async def flush_pending(self, *, force: bool = False) -> None:
+        """Retry the bumps that failed: when the breaker allows (each second, from the app), or
+        past it (``force``, at shutdown: after this process, nobody knows they are owed)."""
+        if self.client is None:
+            return
+        for namespace in sorted(self.pending):
+            if not await self._bump(namespace, force=force):
+                return

@@ -2,7 +2,8 @@
 
 After a failure the client is skipped for ``REDIS_BACKOFF_SECONDS``: callers see
 :class:`RedisUnavailable` at once instead of paying a timeout on every request, and fall back
-(cache reads go to the database, the rate limit fails open by default).
+(cache reads go to the database, the rate limit fails open by default). Cache invalidation
+alone passes the breaker (``force``), see :mod:`heliox.core.cache`.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ class RedisClient:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    async def run(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
-        if not self.available:
+    async def run(self, operation: Callable[[Redis], Awaitable[T]], *, force: bool = False) -> T:
+        """Run one command; ``force`` tries it even while the breaker is open (cache
+        invalidation: a success then closes the breaker, a failure re-arms it)."""
+        if not force and not self.available:
             raise RedisUnavailable("redis marked down")
         try:
             result = await operation(self.redis)
@@ -69,6 +72,7 @@ class RedisClient:
             raise RedisUnavailable(str(exc)) from exc
         if self._down:
             self._down = False
+            self._down_until = 0.0
             logger.info("redis reachable again")
         return result
 

@@ -32,6 +32,7 @@ class Resources:
         self.cache = Cache(None, settings.cache_ttl_seconds)
         self.limiter: RateLimiter | None = None
         self._metrics_flusher: asyncio.Task[None] | None = None
+        self._cache_flusher: asyncio.Task[None] | None = None
 
     @property
     def db(self) -> Database:
@@ -61,6 +62,8 @@ class Resources:
                 )
         self.cache = Cache(self.redis, s.cache_ttl_seconds)
         self._metrics_flusher = asyncio.create_task(metrics.flush_periodically())
+        if self.redis is not None:
+            self._cache_flusher = asyncio.create_task(_retry_invalidations(self.cache))
         logger.info(
             "started",
             extra={
@@ -74,13 +77,22 @@ class Resources:
         )
 
     async def stop(self) -> None:
-        if self._metrics_flusher is not None:
-            self._metrics_flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._metrics_flusher
-            self._metrics_flusher = None
+        for task in (self._metrics_flusher, self._cache_flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._metrics_flusher = self._cache_flusher = None
         metrics.flush()  # the last second's samples, before the worker exits
         if self.redis is not None:
+            if self.cache.pending:
+                with anyio.move_on_after(1):
+                    await self.cache.flush_pending(force=True)
+                if self.cache.pending:
+                    logger.warning(
+                        "cache invalidations not applied at exit",
+                        extra={"ns": ",".join(sorted(self.cache.pending))},
+                    )
             with anyio.move_on_after(2):
                 await self.redis.close()
             logger.info("redis client closed")
@@ -92,3 +104,16 @@ class Resources:
             logger.info("database engine disposed")
             self._db = None
             self._health = None
+
+
+async def _retry_invalidations(cache: Cache, interval: float = 1.0) -> None:
+    """Apply failed cache invalidations once Redis is back, even if no request reads them."""
+    while True:
+        await asyncio.sleep(interval)
+        if cache.pending:
+            try:
+                await cache.flush_pending()
+            except Exception as exc:  # never let the retry loop die
+                logger.warning(
+                    "retrying cache invalidations failed", extra={"error_type": type(exc).__name__}
+                )

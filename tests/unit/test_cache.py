@@ -1,0 +1,199 @@
+"""The cache never serves a value older than a write it was told about, breaker open or not."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from heliox.core.cache import Cache
+from heliox.core.redis import RedisClient
+from heliox.core.resources import _retry_invalidations
+from tests.helpers import make_settings
+
+NS = "items"
+
+
+class _Pool:
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        return None
+
+
+class FakeRedis:
+    """GET/SET/INCR in a dict; ``up = False`` makes every command fail like a dead server."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.up = True
+        self.commands: list[str] = []
+        self.connection_pool = _Pool()
+
+    def _call(self, name: str) -> None:
+        self.commands.append(name)
+        if not self.up:
+            raise RedisConnectionError("Connection refused")
+
+    async def get(self, key: str) -> bytes | None:
+        self._call("GET")
+        return self.data.get(key)
+
+    async def set(self, key: str, value: bytes, ex: int | None = None) -> bool:
+        self._call("SET")
+        self.data[key] = value
+        return True
+
+    async def incr(self, key: str) -> int:
+        self._call("INCR")
+        value = int(self.data.get(key, b"0")) + 1
+        self.data[key] = str(value).encode()
+        return value
+
+
+def _cache(backoff: float) -> tuple[Cache, RedisClient, FakeRedis]:
+    client = RedisClient("redis://127.0.0.1:1/0", make_settings(redis_backoff_seconds=backoff))
+    fake = FakeRedis()
+    client.redis = fake  # type: ignore[assignment]
+    return Cache(client, ttl_seconds=60), client, fake
+
+
+async def _read(cache: Cache, db: dict[str, bytes]) -> tuple[bytes, bool]:
+    """What a route does: the cached value, else the database's, filling the cache."""
+    cached, key = await cache.get(NS, "item:1")
+    if cached is not None:
+        return cached, True
+    await cache.set(key, db["item:1"])
+    return db["item:1"], False
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_write_while_the_breaker_is_open_still_invalidates() -> None:
+    async def scenario() -> None:
+        cache, client, fake = _cache(backoff=3600)
+        db = {"item:1": b"old"}
+        assert await _read(cache, db) == (b"old", False)
+        assert await _read(cache, db) == (b"old", True)
+
+        fake.up = False
+        assert await _read(cache, db) == (b"old", False)  # the breaker opens
+        assert not client.available
+        fake.up = True  # Redis is back, the breaker still open for its backoff
+
+        db["item:1"] = b"new"
+        await cache.invalidate(NS)  # tried past the breaker, and it succeeds
+        assert "INCR" in fake.commands
+        assert not cache.pending
+        assert client.available  # a success closes the breaker
+        assert await _read(cache, db) == (b"new", False)
+        assert await _read(cache, db) == (b"new", True)
+
+    _run(scenario())
+
+
+def test_failed_invalidation_bypasses_the_cache_until_a_bump_succeeds() -> None:
+    async def scenario() -> None:
+        cache, client, fake = _cache(backoff=3600)
+        db = {"item:1": b"old"}
+        await _read(cache, db)
+        assert await _read(cache, db) == (b"old", True)
+
+        fake.up = False
+        db["item:1"] = b"new"
+        await cache.invalidate(NS)
+        assert cache.pending == {NS}
+
+        fake.up = True  # back, but the breaker is open: no Redis call, no stale value
+        fake.commands.clear()
+        assert await _read(cache, db) == (b"new", False)
+        assert fake.commands == []  # neither read nor filled
+
+        client._down_until = 0.0  # the backoff has passed
+        assert await _read(cache, db) == (b"new", False)  # bump first, then a fresh miss
+        assert fake.commands[0] == "INCR"
+        assert not cache.pending
+        assert await _read(cache, db) == (b"new", True)
+
+    _run(scenario())
+
+
+def test_pending_invalidation_is_retried_without_readers() -> None:
+    async def scenario() -> None:
+        cache, _client, fake = _cache(backoff=0)
+        db = {"item:1": b"old"}
+        await _read(cache, db)
+        fake.up = False
+        db["item:1"] = b"new"
+        await cache.invalidate(NS)
+        await cache.invalidate(NS)  # a second failed write: still one pending namespace
+        assert cache.pending == {NS}
+        await cache.flush_pending()  # Redis still down: stays pending
+        assert cache.pending == {NS}
+        fake.up = True
+        await cache.flush_pending()
+        assert not cache.pending
+        assert await _read(cache, db) == (b"new", False)
+
+    _run(scenario())
+
+
+def test_reads_skip_redis_while_the_breaker_is_open() -> None:
+    """Only invalidation passes the breaker: reads still pay no Redis call during an outage."""
+
+    async def scenario() -> None:
+        cache, _client, fake = _cache(backoff=3600)
+        fake.up = False
+        db = {"item:1": b"v"}
+        await _read(cache, db)
+        calls = len(fake.commands)
+        for _ in range(5):
+            assert await _read(cache, db) == (b"v", False)
+        assert len(fake.commands) == calls
+
+    _run(scenario())
+
+
+def test_no_redis_configured() -> None:
+    async def scenario() -> None:
+        cache = Cache(None, 60)
+        await cache.invalidate(NS)
+        await cache.flush_pending()
+        assert await cache.get(NS, "k") == (None, None)
+        assert not cache.pending
+
+    _run(scenario())
+
+
+def test_shutdown_applies_pending_invalidations_past_the_breaker() -> None:
+    async def scenario() -> None:
+        cache, client, fake = _cache(backoff=3600)
+        fake.up = False
+        await cache.invalidate(NS)
+        fake.up = True
+        await cache.flush_pending()  # the breaker is open: not tried
+        assert cache.pending == {NS}
+        await cache.flush_pending(force=True)
+        assert not cache.pending
+        assert client.available
+
+    _run(scenario())
+
+
+def test_the_app_retries_pending_invalidations_periodically() -> None:
+    async def scenario() -> None:
+        cache, _client, fake = _cache(backoff=0)
+        fake.up = False
+        await cache.invalidate(NS)
+        task = asyncio.create_task(_retry_invalidations(cache, interval=0.01))
+        try:
+            await asyncio.sleep(0.05)
+            assert cache.pending == {NS}
+            fake.up = True
+            await asyncio.sleep(0.05)
+            assert not cache.pending
+        finally:
+            task.cancel()
+
+    _run(scenario())
