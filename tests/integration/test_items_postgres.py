@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from heliox.api.deps import DB
+from heliox.app import create_app
 from tests.helpers import client_for, make_settings
 from tests.servers import PostgresServer, RedisServer
 
@@ -95,3 +98,28 @@ def test_metrics_report_the_pool(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert "heliox_db_pool_size 5.0" in text
     assert "heliox_db_pool_checked_out 0.0" in text
+
+
+def test_nul_characters_are_refused_with_422(client: TestClient) -> None:
+    # PostgreSQL text cannot hold U+0000; the driver's error used to surface as a 500.
+    for body in ({"name": "a\u0000b"}, {"name": "a", "description": "b\u0000"}):
+        response = client.post("/api/v1/items", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "validation_error"
+    item_id = client.post("/api/v1/items", json={"name": "ok"}).json()["id"]
+    patched = client.patch(f"/api/v1/items/{item_id}", json={"description": "\u0000"})
+    assert patched.status_code == 422, patched.text
+
+
+def test_values_postgres_refuses_are_422_not_500(database_url: str) -> None:
+    app = create_app(make_settings(database_url=database_url, env="production"))
+
+    @app.get("/cast")
+    async def cast(db: DB) -> None:
+        await db.run(lambda s: s.execute(text("SELECT CAST('not-a-number' AS integer)")))
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        response = test_client.get("/cast")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "validation_error"
+    assert "not-a-number" not in response.text

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import exc as sa_exc
 
 from heliox.app import create_app
 from heliox.core.config import Settings
@@ -96,6 +97,46 @@ def test_422_on_query_and_path(client: TestClient) -> None:
     assert_error_body(client.get("/api/v1/items", params={"limit": 1000}), 422, "validation_error")
     assert_error_body(client.get("/api/v1/items/0"), 422, "validation_error")
     assert_error_body(client.patch("/api/v1/items/1", json={"name": None}), 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/items", {"name": "a\u0000b"}),
+        ("POST", "/api/v1/items", {"name": "a", "description": "x\u0000"}),
+        ("PATCH", "/api/v1/items/1", {"name": "\u0000"}),
+        ("PATCH", "/api/v1/items/1", {"description": "\u0000 y"}),
+    ],
+    ids=["create-name", "create-description", "update-name", "update-description"],
+)
+def test_nul_characters_are_a_422(
+    client: TestClient, method: str, path: str, body: dict[str, str]
+) -> None:
+    # SQLite would store them; PostgreSQL cannot, so the API refuses them everywhere.
+    client.post("/api/v1/items", json={"name": "first"})
+    response = client.request(method, path, json=body)
+    details = assert_error_body(response, 422, "validation_error")["details"]
+    [error] = details["errors"]  # type: ignore[index]
+    assert error["loc"][:1] == ["body"]
+    assert "NUL" in error["msg"]
+    assert client.get("/api/v1/items").json()["items"][0]["name"] == "first"
+
+
+def test_data_error_from_the_database_is_a_422(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(settings.model_copy(update={"env": "production"}))
+
+    @app.get("/refused")
+    async def refused() -> None:
+        raise sa_exc.DataError("INSERT ...", {}, ValueError("cannot store 'secret-value'"))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/refused")
+    body = assert_error_body(response, 422, "validation_error")
+    assert body["details"] == {"reason": "invalid_value"}
+    assert "secret-value" not in response.text
+    assert "database refused a value" in capsys.readouterr().err
 
 
 def test_413_by_content_length(settings: Settings) -> None:

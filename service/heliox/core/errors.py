@@ -1,8 +1,8 @@
 """The error body ``{"error", "message", "request_id", "details"?}`` and the handlers that send it.
 
 Every error status goes through :func:`error_response`: HTTP exceptions (404, 405, ...),
-validation errors (422), database outages (503) and, via the middleware, unhandled
-exceptions (500, no traceback unless ENV=development).
+validation errors (422), values the database refuses (``DataError``: 422), database outages
+(503) and, via the middleware, unhandled exceptions (500, no traceback unless ENV=development).
 """
 
 from __future__ import annotations
@@ -111,6 +111,19 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(422, "Request validation failed", {"errors": jsonable_encoder(errors)})
 
 
+async def _data_error(request: Request, exc: Exception) -> Response:
+    # A value the schemas let through but the database refuses (bad encoding, out of range):
+    # the request's fault, not ours. The driver's message may quote the value: logged only.
+    cause = getattr(exc, "orig", None) or exc
+    logger.warning(
+        "database refused a value",
+        extra={"error_type": type(cause).__name__, "path": request.url.path},
+    )
+    return error_response(
+        422, "The database refused a value in the request", {"reason": "invalid_value"}
+    )
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     reason = type(exc).__name__
     logger.warning("database unavailable", extra={"error_type": reason, "path": request.url.path})
@@ -131,5 +144,6 @@ DATABASE_OUTAGE_ERRORS: tuple[type[Exception], ...] = (
 def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(sa_exc.DataError, _data_error)
     for exc_type in DATABASE_OUTAGE_ERRORS:
         app.add_exception_handler(exc_type, _database_unavailable)
