@@ -14,8 +14,8 @@ from alembic import context
 from sqlalchemy import Connection
 
 from heliox.core.config import get_settings
-from heliox.core.db import create_db_engine
 from heliox.models import Base
+from heliox_migrate.database import create_migration_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -51,7 +51,7 @@ def run_online() -> None:
     if connection is not None:
         _run_on(connection)
         return
-    engine = create_db_engine(get_settings(), config.get_main_option("sqlalchemy.url"))
+    engine = create_migration_engine(get_settings(), config.get_main_option("sqlalchemy.url"))
     try:
         with engine.connect() as own:
             _run_on(own)

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from alembic.config import Config
 from sqlalchemy import Connection
 
 from heliox.core.config import ConfigError, load_settings
-from heliox.core.db import create_db_engine
 from heliox.core.logging import configure_logging
 from heliox_migrate import commands
-from heliox_migrate.database import DatabaseUnreachable, LockTimeout, wait_for_database
+from heliox_migrate.database import (
+    DatabaseUnreachable,
+    LockTimeout,
+    create_migration_engine,
+    migration_timeouts,
+    seconds_env,
+    wait_for_database,
+)
 from heliox_migrate.paths import ScriptsNotFound, script_location
 
 logger = logging.getLogger("heliox.migrate")
@@ -33,15 +39,9 @@ class _QuietAlembic(logging.Filter):
         return not str(record.msg).startswith(("Context impl", "Will assume"))
 
 
+T = TypeVar("T")
+
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_LOCK = 0, 1, 2, 3, 4
-
-
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise ConfigError([f"{name} must be a number of seconds (got {raw!r})"]) from None
 
 
 def _parser(db_wait: float, lock_timeout: float) -> argparse.ArgumentParser:
@@ -84,17 +84,26 @@ def _parser(db_wait: float, lock_timeout: float) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _checked(problems: list[str], read: Callable[[], T]) -> T | None:
     try:
-        settings = load_settings()
-        parser = _parser(
-            _float_env("MIGRATE_DB_WAIT_TIMEOUT", 60.0), _float_env("MIGRATE_LOCK_TIMEOUT", 300.0)
-        )
+        return read()
     except ConfigError as exc:
-        for line in exc.lines:
+        problems.extend(exc.lines)
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Every problem at once, one line each.
+    problems: list[str] = []
+    settings = _checked(problems, load_settings)
+    db_wait = _checked(problems, lambda: seconds_env("MIGRATE_DB_WAIT_TIMEOUT", 60.0))
+    lock_timeout = _checked(problems, lambda: seconds_env("MIGRATE_LOCK_TIMEOUT", 300.0))
+    _checked(problems, migration_timeouts)  # used by create_migration_engine
+    if settings is None or db_wait is None or lock_timeout is None or problems:
+        for line in problems:
             print(f"heliox-migrate: configuration error: {line}", file=sys.stderr)
         return EXIT_CONFIG
-    args = parser.parse_args(argv)
+    args = _parser(db_wait, lock_timeout).parse_args(argv)
     configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("alembic.runtime.migration").addFilter(_QuietAlembic())
     try:
@@ -103,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error(str(exc))
         return EXIT_CONFIG
 
-    engine = create_db_engine(settings)
+    engine = create_migration_engine(settings)
     try:
         connection = wait_for_database(engine, args.db_wait)
     except DatabaseUnreachable as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,10 +11,64 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from heliox.core.config import ConfigError, Settings
+from heliox.core.db import create_db_engine
+
 logger = logging.getLogger("heliox.migrate")
 
 # A fixed application-wide key: every heliox-migrate run against one database contends on it.
 LOCK_KEY = 0x68656C696F78  # "heliox"
+
+
+# A migration may run for as long as it needs (no statement_timeout), but it must not queue
+# behind a long transaction for long: while a schema change waits for its table lock, every
+# query of the app on that table waits behind it.
+DEFAULT_STATEMENT_TIMEOUT = 0.0
+DEFAULT_DDL_LOCK_TIMEOUT = 10.0
+
+
+def seconds_env(name: str, default: float) -> float:
+    """A non-negative number of seconds from the environment; ConfigError (one line) if not."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise ConfigError([f"{name} must be a number of seconds >= 0 (got {raw!r})"])
+    return value
+
+
+def migration_timeouts() -> tuple[int, int]:
+    """``(statement_timeout, lock_timeout)`` in ms for migration sessions, from the environment.
+
+    ``MIGRATE_STATEMENT_TIMEOUT`` (default 0: none; the app's ``DB_STATEMENT_TIMEOUT_MS`` would
+    kill a long migration) and ``MIGRATE_DDL_LOCK_TIMEOUT`` (default 10; 0 = wait for ever).
+    """
+    values: list[float] = []
+    problems: list[str] = []
+    for name, default in (
+        ("MIGRATE_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT),
+        ("MIGRATE_DDL_LOCK_TIMEOUT", DEFAULT_DDL_LOCK_TIMEOUT),
+    ):
+        try:
+            values.append(seconds_env(name, default))
+        except ConfigError as exc:
+            problems.extend(exc.lines)
+    if problems:
+        raise ConfigError(problems)
+    statement, lock = values
+    return round(statement * 1000), round(lock * 1000)
+
+
+def create_migration_engine(settings: Settings, url: str | None = None) -> Engine:
+    """The app's engine settings, with the migration session's own timeouts (PostgreSQL)."""
+    statement_ms, lock_ms = migration_timeouts()
+    return create_db_engine(
+        settings, url, statement_timeout_ms=statement_ms, lock_timeout_ms=lock_ms
+    )
 
 
 class DatabaseUnreachable(Exception):

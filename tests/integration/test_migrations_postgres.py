@@ -135,6 +135,53 @@ def test_failing_migration_keeps_the_previous_revision(
     assert "schema is at revision 0001, head is 0002" in check.stderr
 
 
+def _scripts_with(tmp_path: Path, name: str, body: str) -> Path:
+    """A copy of the migration scripts with one more revision, 0002, running ``body``."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(SCRIPTS, scripts, ignore=shutil.ignore_patterns("heliox_migrate", "*.egg-info"))
+    (scripts / "versions" / f"0002_{name}.py").write_text(
+        f'"""{name}"""\n'
+        "from alembic import op\n\n"
+        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f"def upgrade():\n    {body}\n\n\n"
+        "def downgrade():\n    pass\n"
+    )
+    return scripts
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, ("0", "10s")),
+        ({"MIGRATE_STATEMENT_TIMEOUT": "5", "MIGRATE_DDL_LOCK_TIMEOUT": "2.5"}, ("5s", "2500ms")),
+    ],
+    ids=["default", "configured"],
+)
+def test_migrations_run_without_the_apps_statement_timeout(
+    postgres_server: PostgresServer,
+    empty_database_url: str,
+    tmp_path: Path,
+    env: dict[str, str],
+    expected: tuple[str, str],
+) -> None:
+    """The app's 0.5 s limit would kill this 1 s migration; the runner's session has its own."""
+    scripts = _scripts_with(
+        tmp_path,
+        "slow",
+        'op.execute("SELECT pg_sleep(1.2); CREATE TABLE seen AS SELECT '
+        "current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt\")",
+    )
+    result = run_migrate(
+        empty_database_url, "upgrade", HELIOX_MIGRATIONS_DIR=str(scripts),
+        DB_STATEMENT_TIMEOUT_MS="500", **env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = postgres_server.execute(
+        "SELECT st, lt FROM seen", dbname=empty_database_url.rsplit("/", 1)[1]
+    )
+    assert rows == [expected]
+
+
 def test_unreachable_database_gives_up_in_bounded_time() -> None:
     url = f"postgresql://u:secret-pw@127.0.0.1:{free_port()}/db"
     started = time.monotonic()

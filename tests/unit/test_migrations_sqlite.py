@@ -82,3 +82,21 @@ def test_missing_scripts_are_reported(
     monkeypatch.setenv("HELIOX_MIGRATIONS_DIR", str(tmp_path / "nowhere"))
     assert migrate(["upgrade"]) == 2
     assert "set HELIOX_MIGRATIONS_DIR" in capsys.readouterr().err
+
+
+def test_bad_migration_timeouts_are_reported_together(
+    db_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MIGRATE_STATEMENT_TIMEOUT", "forever")
+    monkeypatch.setenv("MIGRATE_DDL_LOCK_TIMEOUT", "-1")
+    monkeypatch.setenv("MIGRATE_DB_WAIT_TIMEOUT", "soon")
+    assert migrate(["upgrade"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "heliox-migrate: configuration error: MIGRATE_DB_WAIT_TIMEOUT must be a number of "
+        "seconds >= 0 (got 'soon')",
+        "heliox-migrate: configuration error: MIGRATE_STATEMENT_TIMEOUT must be a number of "
+        "seconds >= 0 (got 'forever')",
+        "heliox-migrate: configuration error: MIGRATE_DDL_LOCK_TIMEOUT must be a number of "
+        "seconds >= 0 (got '-1')",
+    ]
+    assert not db_file.exists()

@@ -28,10 +28,17 @@ logger = logging.getLogger("heliox.db")
 T = TypeVar("T")
 
 
-def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
+def _postgres_connect_args(
+    settings: Settings, statement_timeout_ms: int | None, lock_timeout_ms: int | None
+) -> dict[str, Any]:
+    if statement_timeout_ms is None:
+        statement_timeout_ms = settings.db_statement_timeout_ms
+    options = f"-c statement_timeout={statement_timeout_ms}"
+    if lock_timeout_ms is not None:
+        options += f" -c lock_timeout={lock_timeout_ms}"
     return {
         "connect_timeout": settings.db_connect_timeout,
-        "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        "options": options,
         "application_name": "heliox",
         "keepalives": 1,
         "keepalives_idle": 30,
@@ -49,8 +56,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
-    """An engine for DATABASE_URL (or the development SQLite file). Connects lazily."""
+def create_db_engine(
+    settings: Settings,
+    url: str | None = None,
+    *,
+    statement_timeout_ms: int | None = None,
+    lock_timeout_ms: int | None = None,
+) -> Engine:
+    """An engine for DATABASE_URL (or the development SQLite file). Connects lazily.
+
+    On PostgreSQL every session gets ``statement_timeout`` (``DB_STATEMENT_TIMEOUT_MS`` unless
+    ``statement_timeout_ms`` is given; 0 = none) and, when ``lock_timeout_ms`` is given,
+    ``lock_timeout``. The migration runner passes its own (no statement timeout).
+    """
     sa_url = make_url(url or settings.effective_database_url)
     if sa_url.get_backend_name() == "sqlite":
         if sa_url.database and sa_url.database != ":memory:":
@@ -73,7 +91,7 @@ def create_db_engine(settings: Settings, url: str | None = None) -> Engine:
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=settings.db_pool_timeout,
-        connect_args=_postgres_connect_args(settings),
+        connect_args=_postgres_connect_args(settings, statement_timeout_ms, lock_timeout_ms),
     )
 
 
