@@ -8,15 +8,18 @@ Failures are one log line on stderr (no traceback unless LOG_LEVEL=DEBUG).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from alembic.config import Config
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 
-from heliox.core.config import ConfigError, load_settings
+from heliox.core.config import ConfigError, Settings, load_settings
 from heliox.core.logging import configure_logging
 from heliox_migrate import commands
 from heliox_migrate.database import (
@@ -24,6 +27,7 @@ from heliox_migrate.database import (
     LockTimeout,
     create_migration_engine,
     migration_timeouts,
+    one_line,
     seconds_env,
     wait_for_database,
 )
@@ -112,22 +116,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error(str(exc))
         return EXIT_CONFIG
 
+    return _connected(args, settings, scripts)
+
+
+def _connected(args: argparse.Namespace, settings: Settings, scripts: Path) -> int:
+    """Wait for the database, run the command; every failure is one log line and an exit code."""
     engine = create_migration_engine(settings)
     try:
         connection = wait_for_database(engine, args.db_wait)
     except DatabaseUnreachable as exc:
         logger.error(str(exc))
         return EXIT_UNREACHABLE
+    debug = settings.log_level == "DEBUG"
     try:
         return _run(args, commands.alembic_config(scripts, connection), connection)
     except LockTimeout as exc:
         logger.error(str(exc))
         return EXIT_LOCK
     except commands.MigrationFailed as exc:
-        logger.error(str(exc), exc_info=settings.log_level == "DEBUG")
+        logger.error(str(exc), exc_info=debug)
+        return EXIT_FAILED
+    except (DBAPIError, PendingRollbackError) as exc:
+        # The database went away (or refused) outside a migration step: one line, no traceback.
+        lost = isinstance(exc, PendingRollbackError) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        )
+        reason = "lost the database connection" if lost else "database error"
+        logger.error(f"{args.command} failed: {reason}: {one_line(exc)}", exc_info=debug)
         return EXIT_FAILED
     finally:
-        connection.close()
+        with contextlib.suppress(DBAPIError, PendingRollbackError):
+            connection.close()
         engine.dispose()
 
 

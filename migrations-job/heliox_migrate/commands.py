@@ -11,6 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 
 from heliox_migrate.database import migration_lock, one_line
 
@@ -50,9 +51,17 @@ def _change(
             else:
                 command.downgrade(config, target)
         except Exception as exc:
-            if connection.in_transaction():
-                connection.rollback()
-            after = current_revision(connection)
+            try:
+                if connection.in_transaction():
+                    connection.rollback()
+                after = current_revision(connection)
+            except (DBAPIError, PendingRollbackError):
+                # The database went away: each revision commits alone, so the schema is at the
+                # last one that committed; nothing here can tell which.
+                raise MigrationFailed(
+                    f"{verb} to {target} failed: {one_line(exc)}; lost the database connection, "
+                    f"schema revision unknown (was {before}): run heliox-migrate current"
+                ) from exc
             raise MigrationFailed(
                 f"{verb} to {target} failed: {one_line(exc)}; "
                 f"schema left at revision {after} (was {before})"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 
 from heliox.core.config import ConfigError, Settings
 from heliox.core.db import create_db_engine
@@ -139,7 +139,12 @@ def migration_lock(connection: Connection, timeout: float, poll: float = 0.5) ->
     try:
         yield
     finally:
-        if connection.in_transaction():
-            connection.rollback()
-        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
-        connection.commit()
+        try:
+            if connection.in_transaction():
+                connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+            connection.commit()
+        except (DBAPIError, PendingRollbackError) as exc:
+            # The connection is gone, and the session-level lock went with it. Raising here
+            # would hide the error that brought us here (and print a traceback).
+            logger.debug("migration lock not released explicitly", extra={"error": one_line(exc)})

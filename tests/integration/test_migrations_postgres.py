@@ -182,6 +182,48 @@ def test_migrations_run_without_the_apps_statement_timeout(
     assert rows == [expected]
 
 
+def _wait_for_query(server: PostgresServer, dbname: str, fragment: str) -> int:
+    """The pid of the backend running a query that contains ``fragment``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = server.execute(
+            f"SELECT pid FROM pg_stat_activity WHERE datname = '{dbname}' "
+            f"AND query LIKE '%{fragment}%' AND pid <> pg_backend_pid()"
+        )
+        if rows:
+            return int(rows[0][0])
+        time.sleep(0.2)
+    pytest.fail(f"no query with {fragment!r} started")
+
+
+@pytest.mark.parametrize("how", ["server-stopped", "backend-terminated"])
+def test_database_lost_mid_migration_is_one_line_and_exit_1(tmp_path: Path, how: str) -> None:
+    scripts = _scripts_with(tmp_path, "long", 'op.execute("SELECT pg_sleep(60)")')
+    with PostgresServer() as server:
+        url = server.create_database("lost")
+        run = subprocess.Popen(
+            [*MIGRATE_COMMAND, "upgrade"],
+            env={**os.environ, "DATABASE_URL": url, "ENV": "production",
+                 "HELIOX_MIGRATIONS_DIR": str(scripts)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        pid = _wait_for_query(server, "lost", "pg_sleep(60)")
+        if how == "server-stopped":
+            server.stop("fast")
+        else:
+            server.execute(f"SELECT pg_terminate_backend({pid})")
+        _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    errors = _error_lines(stderr)
+    assert len(errors) == 1, stderr
+    assert "upgrade to head failed: " in errors[0]
+    if how == "server-stopped":
+        assert "lost the database connection, schema revision unknown (was base)" in errors[0]
+    else:  # the server is still there: the runner reconnects and can tell
+        assert "schema left at revision 0001 (was base)" in errors[0]
+
+
 def test_unreachable_database_gives_up_in_bounded_time() -> None:
     url = f"postgresql://u:secret-pw@127.0.0.1:{free_port()}/db"
     started = time.monotonic()
