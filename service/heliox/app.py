@@ -13,7 +13,7 @@ from heliox.api import health, items
 from heliox.core.config import Settings, get_settings
 from heliox.core.errors import install_exception_handlers
 from heliox.core.logging import configure_logging
-from heliox.core.middleware import HelioxMiddleware
+from heliox.core.middleware import HelioxMiddleware, cors_options
 from heliox.core.resources import Resources
 
 
@@ -46,15 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health.add_routes(app)
     app.include_router(items.router)
 
-    # Added last = outermost: CORS preflights also get request IDs, headers and metrics.
-    if settings.cors_enabled:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=["X-Request-ID", "Retry-After", "X-Cache"],
-            max_age=600,
-        )
-    app.add_middleware(HelioxMiddleware, resources=resources)
+    # Added last = outermost: CORS preflights also get request IDs, headers and metrics. The
+    # errors HelioxMiddleware answers itself (413, 429, 500) never pass CORSMiddleware: it adds
+    # the same CORS headers to them from the same options.
+    cors = cors_options(settings)
+    if cors is not None:
+        app.add_middleware(CORSMiddleware, **cors)
+    app.add_middleware(HelioxMiddleware, resources=resources, cors=cors)
     return app

@@ -33,6 +33,23 @@ def test_429_with_retry_after_and_error_body(database_url: str, redis_url: str) 
         assert client.get("/health/db").status_code == 200
 
 
+def test_429_is_readable_by_an_allowed_browser_origin(database_url: str, redis_url: str) -> None:
+    settings = _settings(
+        database_url, redis_url, cors_enabled=True, cors_origins=["https://app.example"]
+    )
+    origin = {"origin": "https://app.example"}
+    with client_for(settings) as client:  # type: ignore[arg-type]
+        for _ in range(3):
+            assert client.get("/api/v1/items", headers=origin).status_code == 200
+        limited = client.get("/api/v1/items", headers=origin)
+        assert limited.status_code == 429
+        assert limited.headers["access-control-allow-origin"] == "https://app.example"
+        assert "Retry-After" in limited.headers["access-control-expose-headers"]
+        other = client.get("/api/v1/items", headers={"origin": "https://evil.example"})
+        assert other.status_code == 429
+        assert "access-control-allow-origin" not in other.headers
+
+
 def test_the_limit_is_shared_by_replicas(database_url: str, redis_url: str) -> None:
     settings = _settings(database_url, redis_url)
     with client_for(settings) as replica_a, client_for(settings) as replica_b:  # type: ignore[arg-type]

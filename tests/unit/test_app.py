@@ -12,6 +12,7 @@ from sqlalchemy import exc as sa_exc
 
 from heliox.app import create_app
 from heliox.core.config import Settings
+from heliox.core.ratelimit import Decision
 from tests.helpers import client_for
 
 ERROR_KEYS = {"error", "message", "request_id"}
@@ -252,6 +253,72 @@ def test_cors_from_settings(settings: Settings) -> None:
         assert "x-request-id" in preflight.headers
         other = client.get("/health", headers={"origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+class _Refusing:
+    """A rate limiter that refuses everything (the unit tier has no Redis)."""
+
+    limit, window = 1, 60
+
+    def __init__(self, unavailable: bool = False) -> None:
+        self.unavailable = unavailable
+
+    async def hit(self, identity: str) -> Decision:
+        return Decision(allowed=False, retry_after=7, unavailable=self.unavailable)
+
+
+@pytest.mark.parametrize("origins", [["https://app.example"], ["*"]], ids=["listed", "any"])
+def test_errors_answered_by_the_middleware_carry_cors_headers(
+    settings: Settings, origins: list[str]
+) -> None:
+    cors = settings.model_copy(
+        update={"cors_enabled": True, "cors_origins": origins, "max_body_size": 100}
+    )
+    app = create_app(cors)
+
+    @app.get("/api/v1/boom")
+    async def boom() -> None:
+        raise RuntimeError("kaboom")
+
+    origin = {"origin": "https://app.example"}
+    expected_origin = "*" if origins == ["*"] else "https://app.example"
+    with TestClient(app, raise_server_exceptions=False) as client:
+        responses = {
+            "413": client.post("/api/v1/items", content=b"x" * 200, headers=origin),
+            "500": client.get("/api/v1/boom", headers=origin),
+        }
+        resources = app.state.resources
+        resources.limiter = _Refusing()
+        responses["429"] = client.get("/api/v1/items", headers=origin)
+        resources.limiter = _Refusing(unavailable=True)
+        responses["503"] = client.get("/api/v1/items", headers=origin)
+        resources.limiter = None
+    for status, response in responses.items():
+        assert response.status_code == int(status), response.text
+        assert response.headers["access-control-allow-origin"] == expected_origin, status
+        exposed = response.headers["access-control-expose-headers"]
+        assert {"X-Request-ID", "Retry-After"} <= set(exposed.split(", ")), status
+        if origins != ["*"]:
+            assert "Origin" in response.headers["vary"], status
+        assert "access-control-allow-credentials" not in response.headers  # not configured
+    assert responses["429"].headers["retry-after"] == "7"
+
+
+def test_middleware_errors_get_no_cors_headers_for_other_origins(settings: Settings) -> None:
+    cors = settings.model_copy(
+        update={"cors_enabled": True, "cors_origins": ["https://app.example"], "max_body_size": 10}
+    )
+    with client_for(cors) as client:
+        for headers in ({"origin": "https://evil.example"}, {}):
+            response = client.post("/api/v1/items", content=b"x" * 20, headers=headers)
+            assert response.status_code == 413
+            assert "access-control-allow-origin" not in response.headers
+    # CORS off: never, whatever the Origin.
+    with client_for(settings.model_copy(update={"max_body_size": 10})) as client:
+        response = client.post(
+            "/api/v1/items", content=b"x" * 20, headers={"origin": "https://app.example"}
+        )
+        assert "access-control-allow-origin" not in response.headers
 
 
 def test_access_log_line(capsys: pytest.CaptureFixture[str], client: TestClient) -> None:

@@ -1,7 +1,8 @@
 """The one pure-ASGI middleware every HTTP request passes through.
 
 Request ID, security headers, body size limit, shared rate limit, the 500 error body for
-unhandled exceptions, metrics and the access log live in a single layer: each extra ASGI layer
+unhandled exceptions (with CORS headers for an allowed Origin on the errors answered here),
+metrics and the access log live in a single layer: each extra ASGI layer
 costs a few percent of throughput, and this path is what /health is benchmarked on. Each
 concern's logic is in its own module (requestid, ratelimit, metrics, errors); this class only
 sequences them.
@@ -21,6 +22,7 @@ from heliox.core.logging import request_id_var
 from heliox.core.requestid import pick_request_id
 
 if TYPE_CHECKING:
+    from heliox.core.config import Settings
     from heliox.core.resources import Resources
 
 logger = logging.getLogger("heliox.errors")
@@ -50,10 +52,51 @@ def _security_headers(
     return api, docs
 
 
+def cors_options(settings: Settings) -> dict[str, Any] | None:
+    """CORSMiddleware's options (None: CORS off); HelioxMiddleware's own errors follow them too."""
+    if not settings.cors_enabled:
+        return None
+    return {
+        "allow_origins": list(settings.cors_origins),
+        "allow_methods": ["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        "allow_headers": ["*"],
+        "allow_credentials": False,
+        "expose_headers": ["X-Request-ID", "Retry-After", "X-Cache"],
+        "max_age": 600,
+    }
+
+
+class _ErrorCors:
+    """The CORS headers CORSMiddleware would put on a simple response, for the errors this
+    layer answers itself (they never reach CORSMiddleware, so browsers could not read them)."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        origins = options.get("allow_origins", [])
+        self.allow_all = "*" in origins
+        self.origins = frozenset(origin.encode() for origin in origins)
+        self.credentials = bool(options.get("allow_credentials"))
+        self.common: list[tuple[bytes, bytes]] = []
+        if self.credentials:
+            self.common.append((b"access-control-allow-credentials", b"true"))
+        exposed = options.get("expose_headers") or []
+        if exposed:
+            self.common.append((b"access-control-expose-headers", ", ".join(exposed).encode()))
+
+    def headers(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
+        if origin is None or not (self.allow_all or origin in self.origins):
+            return []
+        if self.allow_all and not self.credentials:
+            return [(b"access-control-allow-origin", b"*"), *self.common]
+        return [(b"access-control-allow-origin", origin), (b"vary", b"Origin"), *self.common]
+
+
 class HelioxMiddleware:
-    def __init__(self, app: ASGIApp, resources: Resources) -> None:
+    def __init__(
+        self, app: ASGIApp, resources: Resources, cors: dict[str, Any] | None = None
+    ) -> None:
         self.app = app
         self.resources = resources
+        self.cors = _ErrorCors(cors) if cors is not None else None
         settings = resources.settings
         self.max_body = settings.max_body_size
         self.access_log = settings.access_log
@@ -69,6 +112,7 @@ class HelioxMiddleware:
         start = perf_counter()
         incoming_id: bytes | None = None
         content_length: bytes | None = None
+        origin: bytes | None = None
         chunked = False
         for name, value in scope["headers"]:
             if name == b"x-request-id":
@@ -77,6 +121,8 @@ class HelioxMiddleware:
                 content_length = value
             elif name == b"transfer-encoding":
                 chunked = True
+            elif name == b"origin":
+                origin = value
         request_id = pick_request_id(incoming_id)
         token = request_id_var.set(request_id)
         path: str = scope["path"]
@@ -99,11 +145,16 @@ class HelioxMiddleware:
 
         try:
             if content_length is not None and not self._length_ok(content_length):
-                await _send_error(send_with_headers, 413, PayloadTooLarge(self.max_body).detail)
+                await _send_error(
+                    send_with_headers,
+                    413,
+                    PayloadTooLarge(self.max_body).detail,
+                    extra=self._cors_headers(origin),
+                )
             elif (
                 self.resources.limiter is not None
                 and path.startswith("/api/")
-                and not await self._rate_limit_ok(scope, send_with_headers)
+                and not await self._rate_limit_ok(scope, send_with_headers, origin)
             ):
                 pass
             else:
@@ -115,7 +166,7 @@ class HelioxMiddleware:
         except PayloadTooLarge as exc:
             if started:
                 raise
-            await _send_error(send_with_headers, 413, exc.detail)
+            await _send_error(send_with_headers, 413, exc.detail, extra=self._cors_headers(origin))
         except Exception as exc:
             if started:
                 logger.exception("unhandled error after the response started")
@@ -124,10 +175,19 @@ class HelioxMiddleware:
             details = (
                 {"exception": f"{type(exc).__name__}: {exc}"} if self.show_exceptions else None
             )
-            await _send_error(send_with_headers, 500, "Internal server error", details)
+            await _send_error(
+                send_with_headers,
+                500,
+                "Internal server error",
+                details,
+                extra=self._cors_headers(origin),
+            )
         finally:
             self._record(scope, path, status, perf_counter() - start)
             request_id_var.reset(token)
+
+    def _cors_headers(self, origin: bytes | None) -> list[tuple[bytes, bytes]] | None:
+        return self.cors.headers(origin) if self.cors is not None else None
 
     def _record(self, scope: Scope, path: str, status: int, elapsed: float) -> None:
         route = scope.get("route")
@@ -170,7 +230,7 @@ class HelioxMiddleware:
 
         return limited_receive
 
-    async def _rate_limit_ok(self, scope: Scope, send: Send) -> bool:
+    async def _rate_limit_ok(self, scope: Scope, send: Send, origin: bytes | None) -> bool:
         """Only /api/* is limited (probes and scrapes never are); the caller checks that."""
         limiter = self.resources.limiter
         if limiter is None:
@@ -179,8 +239,11 @@ class HelioxMiddleware:
         decision = await limiter.hit(client[0] if client else "unknown")
         if decision.allowed:
             return True
+        cors = self._cors_headers(origin)
         if decision.unavailable:
-            await _send_error(send, 503, "Rate limiter unavailable, try again shortly", None, 1)
+            await _send_error(
+                send, 503, "Rate limiter unavailable, try again shortly", None, 1, extra=cors
+            )
             return False
         await _send_error(
             send,
@@ -188,6 +251,7 @@ class HelioxMiddleware:
             f"Too many requests: at most {limiter.limit} per {limiter.window}s",
             {"limit": limiter.limit, "window_seconds": limiter.window},
             decision.retry_after,
+            extra=cors,
         )
         return False
 
@@ -198,10 +262,14 @@ async def _send_error(
     message: str,
     details: dict[str, Any] | None = None,
     retry_after: int | None = None,
+    *,
+    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     body = error_bytes(status, message, details)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
+    if extra:
+        headers += extra
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
