@@ -43,6 +43,34 @@ def _bool_env(name: str, default: bool) -> bool:
     sys.exit(f"heliox: configuration error: {name} must be true or false (got {raw!r})")
 
 
+def _validate_settings() -> None:
+    """Check the app's settings in a forked child, so the master never imports pydantic & co.
+
+    The master only supervises; keeping it small matters when a pod runs few workers.
+    """
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            from heliox.core.config import ConfigError, load_settings  # noqa: PLC0415
+
+            try:
+                load_settings()
+            except ConfigError as exc:
+                for line in exc.lines:
+                    print(f"heliox: configuration error: {line}", file=sys.stderr)
+                code = 1
+        except BaseException as exc:  # report anything, then leave the child
+            print(f"heliox: configuration check failed: {exc!r}", file=sys.stderr)
+            code = 1
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(1)
+
+
 # Workers come from WEB_CONCURRENCY, never os.cpu_count(): that sees the node's cores, not the
 # pod's CPU limit (the chart derives WEB_CONCURRENCY from the limit).
 workers = _int_env("WEB_CONCURRENCY", 1, 1)
@@ -74,7 +102,15 @@ control_socket_disable = True
 # Logs: our formatter for gunicorn's own loggers too; the access line is written by the app.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn applies logconfig_dict before any hook runs: an unknown level would fail there with
+# "Unable to configure logger". Check it first, through the settings, so the error is the same
+# line as for every other variable (LOG_LEVEL: ... (got 'VERBOSE')), with every other problem.
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # Settings.log_level's values
+_log_level = os.environ.get("LOG_LEVEL", "INFO").upper()
+if _log_level not in _LOG_LEVELS:
+    _validate_settings()  # prints the problems and exits 1; the line below is a fallback
+    sys.exit(f"heliox: configuration error: LOG_LEVEL: must be one of {', '.join(_LOG_LEVELS)}")
+loglevel = _log_level.lower()
 _handler = {
     "class": "logging.StreamHandler",
     "formatter": "heliox",
@@ -109,34 +145,6 @@ else:
     _own_metrics_dir = (
         os.environ.get("HELIOX_OWN_METRICS_DIR") == os.environ["PROMETHEUS_MULTIPROC_DIR"]
     )
-
-
-def _validate_settings() -> None:
-    """Check the app's settings in a forked child, so the master never imports pydantic & co.
-
-    The master only supervises; keeping it small matters when a pod runs few workers.
-    """
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 0
-        try:
-            from heliox.core.config import ConfigError, load_settings  # noqa: PLC0415
-
-            try:
-                load_settings()
-            except ConfigError as exc:
-                for line in exc.lines:
-                    print(f"heliox: configuration error: {line}", file=sys.stderr)
-                code = 1
-        except BaseException as exc:  # report anything, then leave the child
-            print(f"heliox: configuration check failed: {exc!r}", file=sys.stderr)
-            code = 1
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(1)
 
 
 def on_starting(server: Any) -> None:

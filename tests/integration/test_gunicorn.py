@@ -172,6 +172,12 @@ def test_json_log_format(database_url: str, redis_url: str) -> None:
             {"ENV": "staging", "DATABASE_URL": "sqlite:///x.db"},
             "heliox: configuration error: DATABASE_URL must be a PostgreSQL URL when ENV=staging",
         ),
+        # Used to fail inside gunicorn's log setup: "Error: Unable to configure logger".
+        ({"LOG_LEVEL": "verbose"}, "heliox: configuration error: LOG_LEVEL: Input should be"),
+        (
+            {"ENV": "production", "DATABASE_URL": "postgresql://u:s3cr3t@db:54x2/heliox"},
+            "heliox: configuration error: DATABASE_URL: the port is not a number",
+        ),
     ],
 )
 def test_refuses_to_start_with_one_clear_line(env: dict[str, str], expected: str) -> None:
@@ -186,5 +192,6 @@ def test_refuses_to_start_with_one_clear_line(env: dict[str, str], expected: str
         assert any(line.startswith(expected) for line in lines), lines
         assert "Traceback" not in server.log()
         assert "Booting worker" not in server.log()
+        assert "s3cr3t" not in server.log()
     finally:
         server.close()

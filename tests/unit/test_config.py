@@ -81,6 +81,55 @@ def test_unsupported_driver_is_reported(monkeypatch: pytest.MonkeyPatch) -> None
     assert lines == ["DATABASE_URL: unsupported scheme mysql:// (postgresql or sqlite)"]
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://app:s3cr3t@db:port/heliox", "DATABASE_URL: the port is not a number"),
+        ("postgresql://app:s3cr3t@db:/heliox", "DATABASE_URL: the port is not a number"),
+        ("postgresql://app:s3cr3t@::1/heliox", "DATABASE_URL: the port is not a number"),
+        ("postgresql://app:s3cr3t@db:99999/heliox", "DATABASE_URL: port 99999 is out of range"),
+        ("postgresql://app:s3cr3t@db:0/heliox", "DATABASE_URL: port 0 is out of range"),
+        ("postgresql://app:s3@cr3t@db/heliox", "DATABASE_URL: '@' in the user name or password"),
+        ("postgresql://app:s3cr3t@d b/heliox", "DATABASE_URL: the host name has characters"),
+        ("post gresql://app:s3cr3t@db/heliox", "DATABASE_URL: not a valid URL (expected"),
+        ("sqlite://app:s3cr3t@db:port/x.db", "DATABASE_URL: the port is not a number"),
+    ],
+)
+def test_malformed_database_url_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, url: str, problem: str
+) -> None:
+    lines = _problems(monkeypatch, DATABASE_URL=url, ENV="production")
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(problem), lines
+    assert "cr3t" not in lines[0]  # no part of the password
+
+
+def test_database_url_problems_come_with_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _problems(
+        monkeypatch, DATABASE_URL="postgresql://u:pw@db:x/h", LOG_LEVEL="verbose",
+        REDIS_URL="redis://:pw@cache:x/0",
+    )  # fmt: skip
+    assert [line.split(":", 1)[0] for line in lines] == ["LOG_LEVEL", "DATABASE_URL", "REDIS_URL"]
+    assert lines[0].endswith("(got 'VERBOSE')")
+    assert lines[2] == "REDIS_URL: the port is not a number from 1 to 65535"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pw@db.internal:5432/heliox?sslmode=require",
+        "postgresql://app:pw@[::1]:5432/heliox",
+        "postgresql://app:p%40ss@my_db/heliox",
+        "postgresql:///heliox",  # the Unix socket
+        "postgresql://app@db1,db2/heliox",  # libpq's host list
+    ],
+)
+def test_well_formed_database_urls_pass(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("ENV", "production")
+    assert load_settings().database_is_postgres
+
+
 def test_cors_on_needs_origins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _problems(monkeypatch, CORS_ENABLED="true") == [
         "CORS_ENABLED=true but CORS_ORIGINS is empty (comma-separated origins)"

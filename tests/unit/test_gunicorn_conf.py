@@ -6,11 +6,12 @@ import os
 import runpy
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from uvicorn_worker import UvicornWorker
 
+from heliox.core.config import Settings
 from heliox.serving import Worker
 from tests.servers import GUNICORN_CONF
 
@@ -59,6 +60,25 @@ def test_bad_value_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
     assert str(caught.value.code) == (
         "heliox: configuration error: WEB_CONCURRENCY must be an integer >= 1 (got 'two')"
     )
+
+
+def test_bad_log_level_is_the_settings_line(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # gunicorn would apply logconfig_dict with it before any hook: "Unable to configure logger".
+    with pytest.raises(SystemExit) as caught:
+        _load(monkeypatch, LOG_LEVEL="verbose")
+    assert caught.value.code == 1
+    assert capfd.readouterr().err.splitlines() == [
+        "heliox: configuration error: LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', "
+        "'ERROR' or 'CRITICAL' (got 'VERBOSE')"
+    ]
+
+
+def test_log_levels_match_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = _load(monkeypatch, LOG_LEVEL="warning")
+    assert conf["loglevel"] == "warning"
+    assert set(conf["_LOG_LEVELS"]) == set(get_args(Settings.model_fields["log_level"].annotation))
 
 
 @pytest.mark.parametrize("reloads", [0, 1], ids=["started", "after-sighup"])

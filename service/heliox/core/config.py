@@ -9,6 +9,7 @@ each through :class:`ConfigError`, never with a secret in them.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -59,13 +60,13 @@ def mask_url(url: str) -> str:
     """The URL with any password replaced by ***, for logs and error messages."""
     try:
         parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "<unparsable URL>"
     if parts.password is None:
         return url
     user = parts.username or ""
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
@@ -156,13 +157,26 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _normalize_db(cls, value: str | None) -> str | None:
-        return None if value is None else normalize_database_url(value.strip())
+        if value is None:
+            return None
+        url = normalize_database_url(value.strip())
+        problems = database_url_problems(url)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return url
 
     @field_validator("redis_url")
     @classmethod
     def _check_redis(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in _REDIS_SCHEMES:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in _REDIS_SCHEMES:
             raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError("the port is not a number from 1 to 65535") from None
         return value
 
     # -- derived values --------------------------------------------------------------------
@@ -189,6 +203,48 @@ class Settings(BaseSettings):
     @property
     def database_is_postgres(self) -> bool:
         return self.database_url is not None and self.database_url.startswith("postgresql+")
+
+
+_EXPECTED_URL = "expected postgresql://user:password@host:5432/dbname"
+_HOST_CHARS = re.compile(r"[A-Za-z0-9._%:,-]+")  # names, IPv4, IPv6 (no brackets), zone, lists
+
+
+def database_url_problems(url: str) -> list[str]:
+    """What is wrong with a (normalized) DATABASE_URL, one phrase each, the password never shown.
+
+    Parsed the way the engine will parse it (SQLAlchemy's ``make_url``), so a URL that passes
+    here is one ``create_engine`` accepts, with the host, port and database it will use.
+    """
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - heavy; only when validating
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return [f"not a valid URL ({_EXPECTED_URL})"]
+    except ValueError:  # int(port) failed: the text after the host's ':' is not a number
+        return [
+            "the port is not a number (expected host:5432; an IPv6 address goes in brackets, "
+            "[::1]:5432)"
+        ]
+    if parsed.get_backend_name() != "postgresql":
+        return []
+    host = parsed.host or ""
+    if "@" in host:
+        # make_url ends the password at its first '@': the rest became the "host".
+        return [
+            "'@' in the user name or password must be percent-encoded as %40 (or put the "
+            "password in DATABASE_PASSWORD)"
+        ]
+    problems: list[str] = []
+    if host and not _HOST_CHARS.fullmatch(host):
+        problems.append(
+            "the host name has characters a host name cannot have (reserved characters in the "
+            "password, such as / ? # @, must be percent-encoded)"
+        )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        problems.append(f"port {parsed.port} is out of range (1-65535)")
+    return problems
 
 
 def _policy_problems(settings: Settings) -> list[str]:
