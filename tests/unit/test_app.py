@@ -13,7 +13,8 @@ from sqlalchemy import exc as sa_exc
 from heliox.app import create_app
 from heliox.core.config import Settings
 from heliox.core.ratelimit import Decision
-from tests.helpers import client_for
+from tests.helpers import client_for, make_settings
+from tests.servers import free_port
 
 ERROR_KEYS = {"error", "message", "request_id"}
 
@@ -45,6 +46,33 @@ def test_health_db_and_info(client: TestClient) -> None:
         "version": "0.1.0",
         "environment": "development",
     }
+
+
+@pytest.mark.parametrize("env", ["production", "staging", "development"])
+def test_health_db_503_names_the_database_only_in_development(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing listens there: psycopg's error names the host and port.
+    url = f"postgresql://heliox:pw@127.0.0.1:{free_port()}/heliox"
+    settings = make_settings(env=env, database_url=url, health_db_timeout=5)
+    with client_for(settings) as client:
+        capsys.readouterr()
+        response = client.get("/health/db", headers={"x-request-id": "probe-1"})
+    body = assert_error_body(response, 503, "service_unavailable")
+    assert body["details"] == {"database": "disconnected"}
+    port = url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+    err = capsys.readouterr().err
+    if env == "development":
+        assert "127.0.0.1" in str(body["message"])
+        assert port in str(body["message"])
+        return
+    assert body["message"] == "Database unavailable"
+    assert "127.0.0.1" not in response.text
+    assert port not in response.text
+    [logged] = [line for line in err.splitlines() if "database check failed" in line]
+    assert "level=WARNING" in logged
+    assert "request_id=probe-1" in logged
+    assert port in logged  # the detail is in the server's log
 
 
 def test_items_crud_and_pagination(client: TestClient) -> None:
