@@ -28,6 +28,7 @@ class FakeRedis:
         self.up = True
         self.commands: list[str] = []
         self.connection_pool = _Pool()
+        self.gate: asyncio.Event | None = None
 
     def _call(self, name: str) -> None:
         self.commands.append(name)
@@ -45,6 +46,8 @@ class FakeRedis:
 
     async def incr(self, key: str) -> int:
         self._call("INCR")
+        if self.gate is not None:  # the command is sent; its answer waits
+            await self.gate.wait()
         value = int(self.data.get(key, b"0")) + 1
         self.data[key] = str(value).encode()
         return value
@@ -103,7 +106,7 @@ def test_failed_invalidation_bypasses_the_cache_until_a_bump_succeeds() -> None:
         fake.up = False
         db["item:1"] = b"new"
         await cache.invalidate(NS)
-        assert cache.pending == {NS}
+        assert set(cache.pending) == {NS}
 
         fake.up = True  # back, but the breaker is open: no Redis call, no stale value
         fake.commands.clear()
@@ -128,9 +131,9 @@ def test_pending_invalidation_is_retried_without_readers() -> None:
         db["item:1"] = b"new"
         await cache.invalidate(NS)
         await cache.invalidate(NS)  # a second failed write: still one pending namespace
-        assert cache.pending == {NS}
+        assert set(cache.pending) == {NS}
         await cache.flush_pending()  # Redis still down: stays pending
-        assert cache.pending == {NS}
+        assert set(cache.pending) == {NS}
         fake.up = True
         await cache.flush_pending()
         assert not cache.pending
@@ -173,7 +176,7 @@ def test_shutdown_applies_pending_invalidations_past_the_breaker() -> None:
         await cache.invalidate(NS)
         fake.up = True
         await cache.flush_pending()  # the breaker is open: not tried
-        assert cache.pending == {NS}
+        assert set(cache.pending) == {NS}
         await cache.flush_pending(force=True)
         assert not cache.pending
         assert client.available
@@ -189,11 +192,39 @@ def test_the_app_retries_pending_invalidations_periodically() -> None:
         task = asyncio.create_task(_retry_invalidations(cache, interval=0.01))
         try:
             await asyncio.sleep(0.05)
-            assert cache.pending == {NS}
+            assert set(cache.pending) == {NS}
             fake.up = True
             await asyncio.sleep(0.05)
             assert not cache.pending
         finally:
             task.cancel()
+
+    _run(scenario())
+
+
+def test_a_bump_sent_before_a_failed_write_does_not_clear_its_mark() -> None:
+    async def scenario() -> None:
+        cache, _client, fake = _cache(backoff=0)
+        db = {"item:1": b"old"}
+        await _read(cache, db)
+        fake.up = False
+        await cache.invalidate(NS)  # write 1: its bump fails
+        fake.up = True
+        fake.gate = asyncio.Event()
+        reader = asyncio.create_task(_read(cache, db))  # retries the bump, answer delayed
+        await asyncio.sleep(0.01)
+        fake.up = False
+        db["item:1"] = b"new"
+        await cache.invalidate(NS)  # write 2 commits after that INCR was sent; its bump fails
+        fake.up = True
+        fake.gate.set()
+        sets = fake.commands.count("SET")
+        assert await reader == (b"new", False)  # read from the database...
+        assert fake.commands.count("SET") == sets  # ...and not filled
+        assert set(cache.pending) == {NS}  # the earlier INCR does not cover write 2
+        fake.gate = None
+        await cache.flush_pending()
+        assert not cache.pending
+        assert await _read(cache, db) == (b"new", False)
 
     _run(scenario())

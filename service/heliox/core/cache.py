@@ -25,8 +25,9 @@ class Cache:
     def __init__(self, client: RedisClient | None, ttl_seconds: int) -> None:
         self.client = client
         self.ttl = ttl_seconds
-        # Namespaces written to while their generation could not be bumped.
-        self.pending: set[str] = set()
+        # Namespaces written to while their generation could not be bumped, with a count of
+        # such failures: only a bump sent after the latest of them covers every write.
+        self.pending: dict[str, int] = {}
 
     async def _generation(self, namespace: str) -> bytes:
         assert self.client is not None
@@ -34,14 +35,17 @@ class Cache:
         return value if isinstance(value, bytes) else b"0"
 
     async def _bump(self, namespace: str, *, force: bool) -> bool:
-        """INCR the generation; on success the namespace is no longer pending."""
+        """INCR the generation; a success clears the pending mark if no write failed meanwhile."""
         assert self.client is not None
+        failures = self.pending.get(namespace)
         try:
             await self.client.run(lambda r: r.incr(f"heliox:{namespace}:gen"), force=force)
         except RedisUnavailable:
             return False
-        if namespace in self.pending:
-            self.pending.discard(namespace)
+        # A write whose own bump failed while this one was in flight may have committed after
+        # this INCR was sent: its mark stays for the next bump.
+        if failures is not None and self.pending.get(namespace) == failures:
+            del self.pending[namespace]
             logger.info("pending cache invalidation applied", extra={"ns": namespace})
         return True
 
@@ -51,8 +55,10 @@ class Cache:
             return None, None
         # A write here could not invalidate: bypass the cache until a bump succeeds (the
         # breaker decides when to try again, so reads pay no timeouts while Redis is down).
-        if namespace in self.pending and not await self._bump(namespace, force=False):
-            return None, None
+        if namespace in self.pending:
+            await self._bump(namespace, force=False)
+            if namespace in self.pending:
+                return None, None
         try:
             generation = (await self._generation(namespace)).decode()
             full_key = f"heliox:{namespace}:g{generation}:{key}"
@@ -75,13 +81,16 @@ class Cache:
         # Past the breaker: a stale entry served for a whole TTL is worse than one timeout.
         # (A reader that filled the old generation meanwhile is hidden by the bump that
         # eventually succeeds.)
-        if await self._bump(namespace, force=True) or namespace in self.pending:
+        if await self._bump(namespace, force=True):
             return
-        self.pending.add(namespace)
-        logger.warning(
-            "cache invalidation failed: redis unavailable; the cache is bypassed until it succeeds",
-            extra={"ns": namespace},
-        )
+        failures = self.pending.get(namespace, 0)
+        self.pending[namespace] = failures + 1
+        if not failures:
+            logger.warning(
+                "cache invalidation failed: redis unavailable; the cache is bypassed until it "
+                "succeeds",
+                extra={"ns": namespace},
+            )
 
     async def flush_pending(self, *, force: bool = False) -> None:
         """Retry the bumps that failed: when the breaker allows (each second, from the app), or
@@ -89,5 +98,7 @@ class Cache:
         if self.client is None:
             return
         for namespace in sorted(self.pending):
-            if not await self._bump(namespace, force=force):
-                return
+            # Bump until no failure is left that happened during a bump in flight.
+            while namespace in self.pending:
+                if not await self._bump(namespace, force=force):
+                    return
