@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .helpers import container, env_map, mounts, pod_spec, render, volumes
 
 PG = "rel-postgresql"
@@ -87,6 +89,57 @@ def test_redis_statefulset_aof_and_password(helm: str) -> None:
     assert "$REDIS_PASSWORD" in script
     assert mounts(redis)["/data"] == "data"
     assert volumes(sts)["run"]["emptyDir"]["medium"] == "Memory"
+
+
+def _pod_annotations(sts):
+    return sts["spec"]["template"]["metadata"].get("annotations") or {}
+
+
+def test_redis_rolls_when_its_password_changes(helm: str) -> None:
+    """Redis reads its password only when it starts (`requirepass`, written at start): a new
+    password must change the pod template, or Redis keeps the old one while the API pods get
+    the new one."""
+
+    def checksum(sets=None, values=None):
+        sts = _sts(helm, REDIS, values, sets)
+        value = _pod_annotations(sts)["checksum/secret"]
+        assert re.fullmatch(r"[0-9a-f]{64}", value)
+        return value
+
+    base = checksum({"redis.auth.password": "first"})
+    assert checksum({"redis.auth.password": "second"}) != base
+    assert checksum({"redis.auth.password": "first"}) == base
+    # A generated password is kept (lookup): not part of it, so `helm template` is repeatable.
+    generated = checksum()
+    assert checksum({"podAnnotations.x": "y"}) == generated
+    assert generated != base
+    # Moving to, or between, the user's Secrets rolls it too.
+    mine = checksum({"redis.auth.existingSecret": "mine"})
+    assert mine not in (base, generated)
+    assert checksum({"redis.auth.existingSecret": "theirs"}) != mine
+    assert (
+        checksum({"redis.auth.existingSecret": "mine", "redis.auth.existingSecretPasswordKey": "k"})
+        != mine
+    )
+    # Unrelated Redis settings do not (the config has its own checksum).
+    assert checksum({"redis.auth.password": "first", "redis.maxmemory": "100mb"}) == base
+
+
+def test_redis_checksum_does_not_carry_the_password(helm: str) -> None:
+    docs = render(helm, sets={"redis.auth.password": "RedisPassw0rd-leak"})
+    annotations = _pod_annotations(docs.get("StatefulSet", REDIS))
+    assert "RedisPassw0rd-leak" not in str(annotations)
+
+
+def test_postgres_does_not_roll_on_a_password_change(helm: str) -> None:
+    """By design: PostgreSQL applies its passwords in initdb only, on an empty volume; a restart
+    would not change the role's password, only cost an outage. The README says to `ALTER ROLE`
+    first. Its initdb script's checksum still rolls it."""
+    first = _pod_annotations(_sts(helm, PG, sets={"postgresql.auth.password": "first"}))
+    second = _pod_annotations(_sts(helm, PG, sets={"postgresql.auth.password": "second"}))
+    assert "checksum/secret" not in first
+    assert first == second
+    assert "checksum/initdb" in first
 
 
 def test_redis_probes_use_redis_cli_ping(helm: str) -> None:

@@ -45,3 +45,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "redis.secretName" -}}
 {{- .Values.auth.existingSecret | default (include "redis.fullname" .) -}}
 {{- end -}}
+
+{{/*
+Checksum of where the password comes from: the Secret's name and key, and the password when
+values give it. Redis reads the password only when it starts (it writes `requirepass` then), so
+the StatefulSet's pod template carries this and a changed password rolls the pod. A generated
+password is not part of it: it never changes (read back with `lookup` on every upgrade), and
+leaving it out keeps `helm template` output the same from one render to the next. A rotated
+`auth.existingSecret` is not seen either (the chart cannot read it when it renders): restart the
+pod yourself, as for the API pods. A hash reveals nothing.
+*/}}
+{{- define "redis.secretChecksum" -}}
+{{- $in := dict "secret" (include "redis.secretName" .) "key" .Values.auth.existingSecretPasswordKey -}}
+{{- if not .Values.auth.existingSecret -}}
+{{- $_ := set $in "password" (.Values.auth.password | default "") -}}
+{{- end -}}
+{{- toJson $in | sha256sum -}}
+{{- end -}}
