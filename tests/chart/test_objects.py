@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import FULLNAME, NAMESPACE, container, install_notes, pod_spec, render, values_files
+from .helpers import (
+    CHART,
+    FULLNAME,
+    NAMESPACE,
+    container,
+    install_notes,
+    pod_spec,
+    render,
+    values_files,
+)
 
 API_SELECTOR = {
     "app.kubernetes.io/name": "heliox",
@@ -301,12 +310,60 @@ def test_api_policy(helm: str) -> None:
     assert _peers(egress[2])[0]["app.kubernetes.io/name"] == "redis"
 
 
+TEST_SELECTOR = {**API_SELECTOR, "app.kubernetes.io/component": "test"}
+
+
 def test_api_ingress_restricted_by_values(helm: str) -> None:
-    api = _policies(render(helm, "ha"))[f"{FULLNAME}-api"]
+    """`ingressFrom` narrows who reaches the API port; the chart's own `helm test` pod is always
+    among them, or `helm test` would fail on every release that sets it."""
+    docs = render(helm, "ha")
+    api = _policies(docs)[f"{FULLNAME}-api"]
+    assert len(api["ingress"]) == 1
+    assert api["ingress"][0]["ports"] == [{"protocol": "TCP", "port": "http"}]
     peers = api["ingress"][0]["from"]
     assert peers == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {"podSelector": {"matchLabels": TEST_SELECTOR}},
+    ]
+    # The peer selects the test pod (same namespace: a podSelector without namespaceSelector).
+    (pod,) = docs.of_kind("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert TEST_SELECTOR.items() <= pod["metadata"]["labels"].items()
+    # ...which may in turn reach the API pods on their port.
+    test = _policies(docs)[f"{FULLNAME}-test"]
+    assert _peers(test["egress"][1]) == [API_SELECTOR]
+
+
+def test_api_ingress_without_the_test_pod(helm: str) -> None:
+    sets = {"tests.enabled": False}
+    api = _policies(render(helm, "ha", sets))[f"{FULLNAME}-api"]
+    assert api["ingress"][0]["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     ]
+
+
+def test_api_ingress_for_prometheus_is_listed_by_the_user(helm: str) -> None:
+    """A ServiceMonitor's scrapes come from Prometheus's namespace: with `ingressFrom` set, the
+    user lists it there (values.yaml says so), and it is kept as given."""
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    label = "kubernetes\\.io/metadata\\.name"
+    sets = {
+        "metrics.serviceMonitor.enabled": True,
+        f"networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.{label}": "monitoring",
+    }
+    api = _policies(render(helm, sets=sets))[f"{FULLNAME}-api"]
+    assert api["ingress"][0]["from"] == [
+        prometheus,
+        {"podSelector": {"matchLabels": TEST_SELECTOR}},
+    ]
+    text = (CHART / "values.yaml").read_text()
+    doc = text[
+        text.index("# -- Peers allowed to reach the API port") : text.index("ingressFrom: []")
+    ]
+    assert "serviceMonitor" in doc
+    assert "helm test" in doc
 
 
 def test_external_stores_open_their_ports_only(helm: str) -> None:
