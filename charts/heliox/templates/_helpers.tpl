@@ -99,7 +99,8 @@ How the API reaches PostgreSQL, as JSON:
                 stays out of the URL: the pods read it from that Secret into DATABASE_PASSWORD,
                 which the service quotes into the URL itself (passwordSecret, passwordKey).
   mode "none":  nothing configured (the chart refuses to render)
-"bundled" says whether it is the postgresql subchart.
+"bundled" says whether it is the postgresql subchart; "generated" whether the password is the
+one the subchart generated and keeps in its own Secret (neither in values nor in a user's Secret).
 */}}
 {{- define "heliox.db" -}}
 {{- $v := .Values -}}
@@ -119,6 +120,7 @@ How the API reaches PostgreSQL, as JSON:
 {{- else -}}
 {{- $_ := set $c "passwordSecret" (include "heliox.postgresql.fullname" .) -}}
 {{- $_ := set $c "passwordKey" $auth.secretKeys.userPasswordKey -}}
+{{- $_ := set $c "generated" true -}}
 {{- end -}}
 {{- else if $v.externalDatabase.host -}}
 {{- $e := $v.externalDatabase -}}
@@ -141,6 +143,9 @@ How the API reaches PostgreSQL, as JSON:
 {{- if $c.passwordSecret -}}
 {{- $_ := set $r "passwordSecret" $c.passwordSecret -}}
 {{- $_ := set $r "passwordKey" $c.passwordKey -}}
+{{- end -}}
+{{- if $c.generated -}}
+{{- $_ := set $r "generated" true -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -166,6 +171,7 @@ How the API reaches PostgreSQL, as JSON:
 {{- else -}}
 {{- $_ := set $c "passwordSecret" (include "heliox.redis.fullname" .) -}}
 {{- $_ := set $c "passwordKey" $auth.existingSecretPasswordKey -}}
+{{- $_ := set $c "generated" true -}}
 {{- end -}}
 {{- else if $v.externalRedis.host -}}
 {{- $e := $v.externalRedis -}}
@@ -190,6 +196,9 @@ How the API reaches PostgreSQL, as JSON:
 {{- $_ := set $r "passwordSecret" $c.passwordSecret -}}
 {{- $_ := set $r "passwordKey" $c.passwordKey -}}
 {{- end -}}
+{{- if $c.generated -}}
+{{- $_ := set $r "generated" true -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $r -}}
@@ -211,7 +220,9 @@ How the API reaches PostgreSQL, as JSON:
 
 {{/*
 The env entries that carry the connection secrets, all from Secrets. Call with
-(dict "ctx" $ "secretName" <the chart Secret to read> "redis" true|false).
+(dict "ctx" $ "secretName" <the chart Secret to read> "redis" true|false "hook" true|false).
+With "hook", a password the subchart generated is read from the chart Secret (the migration
+hook's copy, which holds it as <VAR>_PASSWORD) instead of the subchart's Secret.
 */}}
 {{- define "heliox.secretEnv" -}}
 {{- $ctx := .ctx -}}
@@ -231,15 +242,20 @@ The env entries that carry the connection secrets, all from Secrets. Call with
 - name: {{ $s.var }}_PASSWORD
   valueFrom:
     secretKeyRef:
+      {{- if and $.hook $s.generated }}
+      name: {{ $.secretName }}
+      key: {{ $s.var }}_PASSWORD
+      {{- else }}
       name: {{ $s.passwordSecret }}
       key: {{ $s.passwordKey }}
+      {{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}
 
 {{/*
 Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any more given as
-"more"). Call with (dict "ctx" $ "secretName" ... "redis" bool "more" list).
+"more"). Call with (dict "ctx" $ "secretName" ... "redis" bool "hook" bool "more" list).
 */}}
 {{- define "heliox.env" -}}
 {{- $list := include "heliox.secretEnv" . | fromYamlArray | default list -}}
@@ -346,31 +362,6 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
   "redis" (include "heliox.redis" . | fromJson)
 -}}
 {{- toJson $in | sha256sum -}}
-{{- end -}}
-
-{{/* Whether the migration Job renders as a pre-upgrade hook ("true") or a plain Job (""). */}}
-{{- define "heliox.migrations.hook" -}}
-{{- if and .Values.migrations.useHelmHooks .Release.IsUpgrade -}}true{{- end -}}
-{{- end -}}
-
-{{/*
-Hash of what the migration Job runs: image, command, configuration, connection wiring and the
-Job's own settings. A plain Job is named after it, so a changed spec makes a new Job instead of
-hitting the Job's immutable pod template.
-*/}}
-{{- define "heliox.migrations.hash" -}}
-{{- $m := .Values.migrations -}}
-{{- $in := dict
-  "image" (include "heliox.image" .)
-  "command" $m.command
-  "config" (include "heliox.configData" . | fromJson)
-  "secrets" (include "heliox.secretChecksum" .)
-  "extraEnv" .Values.extraEnv
-  "extraEnvFrom" .Values.extraEnvFrom
-  "job" (omit $m "ttlSecondsAfterFinished" "waitForSchema" "useHelmHooks" "enabled")
-  "serviceAccount" (include "heliox.serviceAccountName" .)
--}}
-{{- toJson $in | sha256sum | trunc 10 -}}
 {{- end -}}
 
 {{/* Pod-level scheduling shared by API pods: affinity (or the anti-affinity preset). */}}

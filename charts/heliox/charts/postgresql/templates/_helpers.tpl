@@ -45,3 +45,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "postgresql.secretName" -}}
 {{- .Values.auth.existingSecret | default (include "postgresql.fullname" .) -}}
 {{- end -}}
+
+{{/*
+The passwords of the chart's Secret, as JSON {"user": ..., "admin": ...}: from values, else read
+back from the live Secret (`lookup`, so a generated password stays the same across upgrades),
+else generated (32 alphanumerics). Worked out once per render and kept in the chart's root
+context, so every template that asks (secret.yaml, and the heliox parent chart through
+`.Subcharts.postgresql` for its migration hook) gets the same values, even where `lookup` sees no
+cluster and a random one is made. Call with this chart's root context.
+*/}}
+{{- define "postgresql.passwords" -}}
+{{- if not (hasKey . "_postgresqlPasswords") -}}
+{{- $name := include "postgresql.fullname" . -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $name | default dict -}}
+{{- $data := get $existing "data" | default dict -}}
+{{- $user := .Values.auth.password | default (get $data .Values.auth.secretKeys.userPasswordKey | b64dec) | default (randAlphaNum 32) -}}
+{{- $admin := .Values.auth.postgresPassword | default (get $data .Values.auth.secretKeys.adminPasswordKey | b64dec) | default (randAlphaNum 32) -}}
+{{- $_ := set . "_postgresqlPasswords" (dict "user" $user "admin" $admin) -}}
+{{- end -}}
+{{- get . "_postgresqlPasswords" | toJson -}}
+{{- end -}}
