@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from controlplane import ROOT, Cluster
-from scenarios import Context, Walk, lifecycle, operations, variants
+from scenarios import Context, Walk, hooktime, lifecycle, operations, variants
 
 HELMS = [pytest.param("helm", id="helm4"), pytest.param("helm3", id="helm3")]
 RESTRICTED = {
@@ -63,6 +63,11 @@ def gitops_release(cluster: Cluster, helm_bin: str) -> Iterator[Rel]:
     yield from release(cluster, helm_bin, "gitops")
 
 
+@pytest.fixture(scope="module")
+def hooktime_release(cluster: Cluster, helm_bin: str) -> Iterator[Rel]:
+    yield from release(cluster, helm_bin, "hooktime")
+
+
 def _shown(rel: Rel, report_namespace: Callable[[str], None]) -> Rel:
     report_namespace(rel[0].namespace)
     return rel
@@ -81,6 +86,11 @@ def external(external_release: Rel, report_namespace: Callable[[str], None]) -> 
 @pytest.fixture
 def gitops(gitops_release: Rel, report_namespace: Callable[[str], None]) -> Rel:
     return _shown(gitops_release, report_namespace)
+
+
+@pytest.fixture
+def hooktime_rel(hooktime_release: Rel, report_namespace: Callable[[str], None]) -> Rel:
+    return _shown(hooktime_release, report_namespace)
 
 
 class TestLifecycle:
@@ -185,3 +195,23 @@ class TestGitOpsMode:
         ctx, walk = gitops
         with walk.step("gitops", pytest.skip):
             variants.gitops_install_and_upgrade(ctx, "scenario-2")
+
+
+class TestHookTimeObjects:
+    """The pre-upgrade hook runs before the release's objects are made or updated: what it reads
+    is made for it first (scenarios/hooktime.py)."""
+
+    def test_01_install_without_service_account_or_policies(self, hooktime_rel: Rel) -> None:
+        ctx, walk = hooktime_rel
+        with walk.step("install", pytest.skip):
+            hooktime.install_without_service_account_or_policies(ctx)
+
+    def test_02_upgrade_turning_them_on_runs_the_hook(self, hooktime_rel: Rel) -> None:
+        ctx, walk = hooktime_rel
+        with walk.step("turn on ServiceAccount and policies", pytest.skip):
+            hooktime.upgrade_turning_on_service_account_and_policies(ctx, "scenario-2")
+
+    def test_03_next_upgrade_leaves_the_service_account_alone(self, hooktime_rel: Rel) -> None:
+        ctx, walk = hooktime_rel
+        with walk.step("existing ServiceAccount", pytest.skip):
+            hooktime.upgrade_keeps_an_existing_service_account(ctx, "scenario-3")

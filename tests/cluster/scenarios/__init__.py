@@ -12,6 +12,8 @@ need real pods).
                 failing hook, rollback, generated passwords, uninstall
     operations  kubectl scale, PDB and the Eviction API, HPA, helm test
     variants    external database and Redis, changed credentials at hook time, GitOps mode
+    hooktime    what the migration hook reads exists and is current when it runs (an upgrade
+                turning on the ServiceAccount and NetworkPolicies; the generated password)
     traffic     (kind only) HTTP through the Service, items, rolling restart under load
     kubeapi     a small API client: back-to-back evictions, watch streams that order events
     walk        steps that depend on each other

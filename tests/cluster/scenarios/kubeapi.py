@@ -146,6 +146,8 @@ PATHS = {
     "jobs": "/apis/batch/v1/namespaces/{ns}/jobs",
     "replicasets": "/apis/apps/v1/namespaces/{ns}/replicasets",
     "deployments": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "serviceaccounts": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "networkpolicies": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
 }
 
 
