@@ -17,8 +17,6 @@ order of events is what is checked.
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import helm
 from .context import Context, timed
 from .kubeapi import Event, Recorder
@@ -26,7 +24,7 @@ from .lifecycle import install, read_generated_passwords
 from .objects import (
     container,
     hook_job_name,
-    job_outcome,
+    hook_pod_run,
     secret_data,
     secret_refs,
     wait_rolled_out,
@@ -47,24 +45,6 @@ def install_without_service_account_or_policies(ctx: Context) -> None:
     assert not ctx.cluster.items("networkpolicies", ctx.namespace, ctx.selector)
     ctx.state["passwords"] = read_generated_passwords(ctx)
     ctx.progress("installed without a ServiceAccount of its own and without NetworkPolicies")
-
-
-def _hook_pod(ctx: Context, rec: Recorder) -> tuple[dict[str, Any], Event, Event]:
-    """This upgrade's hook Job (Complete), its one pod as created, and the pod's end."""
-    name = hook_job_name(ctx)
-    job = ctx.cluster.get("job", name, ctx.namespace)
-    assert job_outcome(job) == "Complete", job["status"]
-    uid = job["metadata"]["uid"]
-    pods = [
-        e
-        for e in rec.events("pods")
-        if any(o.get("uid") == uid for o in e.obj["metadata"].get("ownerReferences") or [])
-    ]
-    added = [e for e in pods if e.type == "ADDED"]
-    assert len(added) == 1, f"expected one hook pod, saw {[e.name for e in added]}"
-    done = [e for e in pods if e.obj["status"].get("phase") == "Succeeded"]
-    assert done, "the hook pod never succeeded"
-    return added[0].obj, added[0], done[0]
 
 
 def _there_throughout(rec: Recorder, kind: str, name: str, start: Event, end: Event) -> Event:
@@ -93,7 +73,7 @@ def upgrade_turning_on_service_account_and_policies(ctx: Context, tag: str) -> N
     ctx.keep_values(FULL)
     revs = helm.revision_states(ctx)
     assert revs[-1][1] == "deployed", revs
-    pod, start, end = _hook_pod(ctx, rec)
+    pod, start, end = hook_pod_run(ctx, rec)
     copy = hook_job_name(ctx)
 
     # The ServiceAccount: made for the hook, under the release's name, then the release's own.
@@ -146,7 +126,7 @@ def upgrade_keeps_an_existing_service_account(ctx: Context, tag: str) -> None:
     with Recorder(ctx.api, ctx.namespace, KINDS) as rec:
         _, secs = timed(lambda: helm.upgrade(ctx, values))
     assert helm.revision_states(ctx)[-1][1] == "deployed"
-    pod, _, _ = _hook_pod(ctx, rec)
+    pod, _, _ = hook_pod_run(ctx, rec)
     assert pod["spec"]["serviceAccountName"] == ctx.fullname
     touched = [(e.type, e.name) for e in rec.events("serviceaccounts") if e.type != "MODIFIED"]
     assert not touched, f"ServiceAccounts made or deleted by the upgrade: {touched}"

@@ -9,6 +9,7 @@ from typing import Any
 from controlplane import NotReady
 
 from .context import Context
+from .kubeapi import Event, Recorder
 
 Obj = dict[str, Any]
 
@@ -149,6 +150,25 @@ def migration_jobs(ctx: Context) -> list[Obj]:
 def hook_job_name(ctx: Context) -> str:
     """The pre-upgrade hook Job (and its ConfigMap/Secret copies): `<fullname>-migrate`."""
     return f"{ctx.fullname[:55].rstrip('-')}-migrate"
+
+
+def hook_pod_run(ctx: Context, rec: Recorder) -> tuple[Obj, Event, Event]:
+    """This upgrade's hook Job (asserted Complete): its one pod as created, the pod's creation
+    and its successful end, from a Recorder watching pods during the upgrade."""
+    name = hook_job_name(ctx)
+    job = ctx.cluster.get("job", name, ctx.namespace)
+    assert job_outcome(job) == "Complete", job["status"]
+    uid = job["metadata"]["uid"]
+    pods = [
+        e
+        for e in rec.events("pods")
+        if any(o.get("uid") == uid for o in e.obj["metadata"].get("ownerReferences") or [])
+    ]
+    added = [e for e in pods if e.type == "ADDED"]
+    assert len(added) == 1, f"expected one hook pod, saw {[e.name for e in added]}"
+    done = [e for e in pods if e.obj["status"].get("phase") == "Succeeded"]
+    assert done, "the hook pod never succeeded"
+    return added[0].obj, added[0], done[0]
 
 
 def job_pods(ctx: Context, job: Obj) -> list[Obj]:

@@ -16,6 +16,7 @@ from .objects import (
     b64,
     container,
     hook_job_name,
+    hook_pod_run,
     image_tag,
     job_outcome,
     migration_jobs,
@@ -67,24 +68,6 @@ def _seen_at(events: list[Event], rv: int) -> Event | None:
     return before[-1] if before else None
 
 
-def _hook_run(ctx: Context, rec: Recorder) -> tuple[dict[str, Any], Event, Event]:
-    """The hook Job's pod (as created), its creation and its successful end."""
-    name = hook_job_name(ctx)
-    job = ctx.cluster.get("job", name, ctx.namespace)
-    assert job_outcome(job) == "Complete", job["status"]
-    uid = job["metadata"]["uid"]
-    pods = [
-        e
-        for e in rec.events("pods")
-        if any(o.get("uid") == uid for o in e.obj["metadata"].get("ownerReferences") or [])
-    ]
-    added = [e for e in pods if e.type == "ADDED"]
-    assert len(added) == 1, f"expected one hook pod, saw {[e.name for e in added]}"
-    done = [e for e in pods if e.obj["status"].get("phase") == "Succeeded"]
-    assert done, "the hook pod never succeeded"
-    return added[0].obj, added[0], done[0]
-
-
 def _secret_during(rec: Recorder, secret: str, start: Event, end: Event) -> dict[str, Any] | None:
     """Asserts the Secret existed when the pod was created and was not deleted before the pod
     ended; returns it as it was at the pod's creation (None: made before the watch began and
@@ -123,7 +106,7 @@ def upgrade_with_new_password(
     ctx.keep_values(extra)
     ctx.state["db_password"] = new_password
 
-    pod, start, end = _hook_run(ctx, rec)
+    pod, start, end = hook_pod_run(ctx, rec)
     refs = secret_refs(container(pod["spec"], "migrate"))
     copy = hook_job_name(ctx)
     assert refs["DATABASE_URL"] == (copy, "DATABASE_URL"), refs
@@ -161,7 +144,7 @@ def upgrade_to_existing_secret(ctx: Context, secret: str, password: str) -> None
     with Recorder(ctx.api, ctx.namespace, ["pods", "secrets"]) as rec:
         _, secs = timed(lambda: helm.upgrade(ctx, values))
     ctx.keep_values(extra)
-    pod, start, end = _hook_run(ctx, rec)
+    pod, start, end = hook_pod_run(ctx, rec)
     refs = secret_refs(container(pod["spec"], "migrate"))
     assert refs["DATABASE_PASSWORD"] == (secret, "password"), refs
     _secret_during(rec, secret, start, end)
