@@ -7,6 +7,10 @@ BIN    := $(VENV)/bin
 # Pinned Go tools (helm, kube-score, kind, kwok, control-plane binaries) are linked here by scripts/.
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 
+# Locks resolve for the oldest Python the packages claim (requires-python >=3.11) and keep each
+# pin's environment marker: the image's base may be any 3.11 (Debian bookworm's is 3.11.2).
+UV_LOCK_FLAGS := -q --universal --python-version 3.11 --generate-hashes
+
 .DEFAULT_GOAL := help
 .PHONY: help venv run migrate test test-unit test-integration test-chart test-image test-reliability \
         test-cluster cluster-tools cluster-up cluster-down e2e bench lint lock tools chart-docs \
@@ -81,11 +85,11 @@ lint: venv ## ruff, mypy on the service, helm lint --strict on the chart
 	scripts/tools.sh helm
 	helm lint --strict charts/heliox
 
-lock: ## re-resolve the lock files from service/pyproject.toml and requirements-dev.in
-	@test -x $(BIN)/pip-compile || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q pip-tools; }
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o service/requirements.lock service/pyproject.toml
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o requirements-dev.lock requirements-dev.in
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links -o service/build-requirements.lock service/build-requirements.in
+lock: ## re-resolve the lock files (uv, universal: they hold on every Python >= 3.11, not only this one)
+	@test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install -q uv; }
+	$(BIN)/uv pip compile $(UV_LOCK_FLAGS) -o service/requirements.lock service/pyproject.toml
+	$(BIN)/uv pip compile $(UV_LOCK_FLAGS) -o requirements-dev.lock requirements-dev.in
+	$(BIN)/uv pip compile $(UV_LOCK_FLAGS) -o service/build-requirements.lock service/build-requirements.in
 
 tools: ## build and link every pinned Go tool (cached under ~/.cache/heliox)
 	scripts/tools.sh
