@@ -5,7 +5,8 @@
 #
 #   kube  one multi-call binary from the wrapper module kube/ (k8s.io/kubernetes, staging modules
 #         mapped to their published releases): kube-apiserver, kube-controller-manager,
-#         kube-scheduler and kubectl are links to it (see kube/main.go)
+#         kube-scheduler, kubectl, and the kind node image's kubelet, kubeadm and kube-proxy are
+#         links to it (see kube/main.go)
 #   etcd  etcd from the wrapper module etcd/ (its server module has replace directives)
 #   kwok  the kwok controller (not kwokctl), via scripts/tools.sh
 #
@@ -67,7 +68,8 @@ build_kube() {
     flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  build_wrapper kube kube "$v" "$flags" kube kube-apiserver kube-controller-manager kube-scheduler kubectl
+  build_wrapper kube kube "$v" "$flags" kube kube-apiserver kube-controller-manager kube-scheduler kubectl \
+    kubelet kubeadm kube-proxy
 }
 
 build_etcd() {

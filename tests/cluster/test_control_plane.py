@@ -138,7 +138,7 @@ def test_versions_and_api_groups(cluster: Cluster) -> None:
     etcd = subprocess.run(
         [str(TOOLS_BIN / "etcd"), "--version"], capture_output=True, text=True, check=True
     ).stdout
-    assert re.search(r"etcd Version: 3\.6\.\d+", etcd), etcd
+    assert re.search(r"etcd Version: 3\.7\.\d+", etcd), etcd
 
     versions = set(cluster.kubectl("api-versions").stdout.split())
     for gv in (

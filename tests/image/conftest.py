@@ -6,10 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+
+from tests import dockerenv
 
 GOCHECK = Path(__file__).resolve().parent / "gocheck"
 
@@ -57,3 +59,30 @@ def go_template(gocheck: Path) -> Callable[[str, Mapping[str, str]], str]:
         return proc.stdout
 
     return expand
+
+
+@pytest.fixture(scope="session")
+def image_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """Writes one line to the terminal, outside pytest's output capture (image builds are long)."""
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+
+    def progress(msg: str) -> None:
+        if reporter is None or capture is None:  # pragma: no cover (plugins turned off)
+            print(f"[image] {msg}", flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(f"[image] {msg}")
+
+    return progress
+
+
+@pytest.fixture(scope="session")
+def docker_engine(image_progress: Callable[[str], None]) -> Iterator[None]:
+    """A Docker engine for the session (tests/dockerenv.py); skips, saying what is missing."""
+    missing = dockerenv.engine_missing()
+    if missing:
+        pytest.skip(f"needs Docker: {missing}")
+    with dockerenv.engine(image_progress):
+        yield

@@ -1,0 +1,159 @@
+"""A throwaway kind cluster for the e2e tier, from k8s/kind/cluster.yaml, on any Docker host.
+
+Users run k8s/kind/cluster.yaml as it is. The tier runs a copy that differs only where this
+machine needs it, each difference applied only where it is needed:
+- the node image: kind's pinned one where it can be pulled, else ours, built offline
+  (scripts/images/build.sh node);
+- the NodePort mapping's host port: a free one (a developer's own kind cluster may hold 30080);
+- on cgroup v1 hosts, kubeadm's SystemVerification preflight skipped and the kubelet's
+  `failCgroupV1: false`: Kubernetes 1.35+ refuses cgroup v1 otherwise (KEP-5573);
+- where `docker run --privileged` fails (a bounding set without CAP_SYS_RESOURCE, as here), kind
+  sees tests/cluster/kind/docker first on its PATH, which maps --privileged to the capabilities
+  the host allows (the node image's entrypoint remounts the cgroups read-write).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from controlplane import ROOT
+
+KIND_CONFIG = ROOT / "k8s" / "kind" / "cluster.yaml"
+DOCKER_WRAPPER_DIR = Path(__file__).resolve().parent / "kind"
+NODE_PORT = 30080  # the Service's NodePort that k8s/kind/cluster.yaml maps to the host
+
+CGROUP_V1_PATCHES = [
+    "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
+    "nodeRegistration:\n  ignorePreflightErrors: [SystemVerification]\n",
+    "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n"
+    "nodeRegistration:\n  ignorePreflightErrors: [SystemVerification]\n",
+    "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nfailCgroupV1: false\n",
+]
+
+
+def cgroup_v1() -> bool:
+    return not Path("/sys/fs/cgroup/cgroup.controllers").exists()
+
+
+def pinned_node_image() -> str:
+    config = yaml.safe_load(KIND_CONFIG.read_text())
+    return str(config["nodes"][0]["image"])
+
+
+def privileged_refused(image: str) -> bool:
+    """Whether this Docker host refuses `docker run --privileged` (it then needs the wrapper)."""
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--privileged", "--entrypoint", "/bin/true", image],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode == 0:
+        return False
+    if "operation not permitted" in proc.stderr:
+        return True
+    raise RuntimeError(f"docker run --privileged {image} failed otherwise:\n{proc.stderr}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cluster_config(state: Path, node_image: str) -> tuple[Path, int]:
+    """The tier's copy of k8s/kind/cluster.yaml (see the module docstring) and the host port
+    that reaches NodePort 30080."""
+    config: dict[str, Any] = yaml.safe_load(KIND_CONFIG.read_text())
+    host_port = free_port()
+    mapped = 0
+    for node in config.get("nodes") or []:
+        node["image"] = node_image
+        for m in node.get("extraPortMappings") or []:
+            if m.get("containerPort") == NODE_PORT:
+                m["hostPort"] = host_port
+                mapped += 1
+    assert mapped, f"{KIND_CONFIG.relative_to(ROOT)} maps no port to NodePort {NODE_PORT}"
+    if cgroup_v1():
+        config["kubeadmConfigPatches"] = list(config.get("kubeadmConfigPatches") or [])
+        config["kubeadmConfigPatches"] += CGROUP_V1_PATCHES
+    out = state / "kind.yaml"
+    out.write_text(yaml.safe_dump(config))
+    return out, host_port
+
+
+@dataclass
+class KindCluster:
+    kind: str
+    name: str
+    state: Path
+    node_image: str
+    progress: Callable[[str], None]
+    wrapped: bool = False
+    host_port: int = 0
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.wrapped:
+            env["PATH"] = f"{DOCKER_WRAPPER_DIR}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    def run(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        argv = [self.kind, *args]
+        self.progress(" ".join(argv))
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=self.env, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+        return proc
+
+    def create(self) -> None:
+        self.wrapped = privileged_refused(self.node_image)
+        if self.wrapped:
+            self.progress(
+                "docker run --privileged is refused here: kind runs through "
+                "tests/cluster/kind/docker (--privileged mapped to the host's capabilities)"
+            )
+        config, self.host_port = cluster_config(self.state, self.node_image)
+        if cgroup_v1():
+            self.progress(
+                "cgroup v1 host: kubeadm skips SystemVerification, kubelet failCgroupV1=false"
+            )
+        self.run(
+            "create", "cluster", "--name", self.name, "--config", str(config),
+            "--kubeconfig", str(self.kubeconfig), "--wait", "300s", "--retain",
+        )  # fmt: skip
+
+    def load(self, *images: str) -> None:
+        self.run("load", "docker-image", *images, "--name", self.name)
+
+    def logs(self, into: Path) -> None:
+        subprocess.run(
+            [self.kind, "export", "logs", str(into), "--name", self.name],
+            capture_output=True, timeout=300, env=self.env, check=False,
+        )  # fmt: skip
+
+    def delete(self) -> None:
+        self.run(
+            "delete",
+            "cluster",
+            "--name",
+            self.name,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            timeout=300,
+        )
