@@ -159,9 +159,10 @@ def test_redis_without_persistence(helm: str) -> None:
 def test_subchart_resources_default_to_the_seed(helm: str) -> None:
     pg = container(_sts(helm, PG), "postgresql")["resources"]
     assert (pg["limits"]["memory"], pg["limits"]["cpu"]) == ("1Gi", "500m")
-    assert (pg["requests"]["memory"], pg["requests"]["cpu"]) == ("1Gi", "500m")
+    assert (pg["requests"]["memory"], pg["requests"]["cpu"]) == ("1Gi", "250m")
     redis = container(_sts(helm, REDIS), "redis")["resources"]
     assert (redis["limits"]["memory"], redis["limits"]["cpu"]) == ("256Mi", "250m")
+    assert (redis["requests"]["memory"], redis["requests"]["cpu"]) == ("256Mi", "100m")
 
 
 def test_subcharts_are_restricted(helm: str) -> None:
