@@ -13,7 +13,7 @@ UV_LOCK_FLAGS := -q --universal --python-version 3.11 --generate-hashes
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run migrate test test-unit test-integration test-chart test-image test-reliability \
-        test-cluster cluster-tools cluster-up cluster-down e2e bench lint lock tools chart-docs \
+        test-cluster cluster-tools cluster-up cluster-down e2e images bench lint lock tools chart-docs \
         k8s-render dev-kind dev-kind-down clean
 
 help: ## list the targets
@@ -70,10 +70,14 @@ cluster-up: cluster-tools ## start a throwaway control plane by hand; prints the
 cluster-down: ## stop the control plane of `make cluster-up` and remove its state
 	$(PYTHON) scripts/control-plane/cluster.py down
 
-e2e: venv ## kind end-to-end tier: needs Docker and kind (skips, saying so, without them)
-	@# kind and helm are pinned Go tools (cached); without Go the tier says what it misses.
-	@if command -v go >/dev/null; then scripts/tools.sh kind helm; fi
+e2e: venv ## kind tier: real pods on a kind cluster (Docker; images built offline where no registry answers)
+	@# kind, helm and kubectl are pinned Go tools (cached); the node image needs the Kubernetes and
+	@# etcd builds the cluster tier shares. Without Go the tier says what it misses.
+	@if command -v go >/dev/null; then scripts/tools.sh kind helm && scripts/control-plane/build.sh kube etcd; fi
 	$(BIN)/pytest tests/cluster -m e2e
+
+images: ## build (cached by content under ~/.cache/heliox/images) every image the kind tier runs
+	scripts/images/build.sh
 
 bench: venv ## load benchmarks; results go to bench/results/
 	$(BIN)/python -m bench.run

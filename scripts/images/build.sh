@@ -31,6 +31,10 @@ KUBE_VERSION=$(cd "$root/scripts/control-plane/kube" && go list -m -f '{{.Versio
 LABEL=io.heliox.build-key
 
 step() { echo "images: $*" >&2; }
+# Build containers still running when the script ends (a failed step) are removed.
+build_boxes=()
+remove_boxes() { if ((${#build_boxes[@]})); then docker rm -f "${build_boxes[@]}" >/dev/null 2>&1 || true; fi; }
+trap remove_boxes EXIT
 die() { echo "images: $*" >&2; exit 1; }
 
 # A short hash of files (paths and contents, in order) and strings: an image's cache key.
@@ -290,8 +294,7 @@ build_node() {
   build_context "$ref-rootfs" "$key" "$work" --build-arg "BASE=$base"
   local box
   box=$(docker run -d --entrypoint=sleep --security-opt seccomp=unconfined "$ref-rootfs" infinity)
-  # shellcheck disable=SC2064 # expand now: the container's ID
-  trap "docker rm -f $box >/dev/null 2>&1 || true" RETURN
+  build_boxes+=("$box")
   docker exec "$box" bash -c 'nohup containerd >/tmp/containerd.log 2>&1 &
     for i in $(seq 50); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; cat /tmp/containerd.log; exit 1'
   local image
@@ -313,6 +316,7 @@ build_node() {
   docker commit \
     --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \
     --change "LABEL $LABEL=$key" "$box" "$ref" >/dev/null
+  docker rm -f "$box" >/dev/null
   docker rmi -f "$ref-rootfs" >/dev/null
 }
 

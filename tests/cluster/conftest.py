@@ -30,6 +30,8 @@ from controlplane import (
     reuse_control_plane,
     start_control_plane,
 )
+from kindcluster import kind_test_cluster
+from scenarios.kindenv import find_tool
 from scenarios.kindenv import missing as e2e_missing
 
 
@@ -153,3 +155,16 @@ def restricted_namespace(namespace_factory: Callable[..., str]) -> str:
             "pod-security.kubernetes.io/enforce-version": "latest",
         }
     )
+
+
+@pytest.fixture(scope="session")
+def kind_cluster(cluster_progress: Callable[[str], None]) -> Generator[Cluster, None, None]:
+    """The kind tier's cluster (kindcluster.kind_test_cluster), shared by its modules."""
+    lacking = e2e_missing()  # pytest_collection_modifyitems skips every e2e test first
+    if lacking:
+        pytest.skip(lacking)
+    kind, kubectl = find_tool("kind"), find_tool("kubectl")
+    assert kind
+    assert kubectl
+    with kind_test_cluster(kind, kubectl, cluster_progress) as c:
+        yield c

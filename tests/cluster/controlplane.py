@@ -154,6 +154,7 @@ class Cluster:
             "--ignore-not-found",
             f"--wait={str(wait).lower()}",
             check=False,
+            timeout=600 if wait else 120,
         )
 
     # --- waiting -----------------------------------------------------------------------------

@@ -14,20 +14,31 @@ machine needs it, each difference applied only where it is needed:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import socket
 import subprocess
-from collections.abc import Callable
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from controlplane import ROOT
+from controlplane import ROOT, Cluster
+from scenarios import traffic
+
+from tests import dockerenv
 
 KIND_CONFIG = ROOT / "k8s" / "kind" / "cluster.yaml"
 DOCKER_WRAPPER_DIR = Path(__file__).resolve().parent / "kind"
 NODE_PORT = 30080  # the Service's NodePort that k8s/kind/cluster.yaml maps to the host
+IMAGE = ("heliox", "e2e")
+NEXT_TAG = "e2e-next"  # the same image plus one migration (scenarios.traffic.MIGRATION)
+BROKEN_TAG = "e2e-broken"  # e2e-next under another name, for the upgrade whose migration fails
 
 CGROUP_V1_PATCHES = [
     "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
@@ -100,6 +111,17 @@ class KindCluster:
     wrapped: bool = False
     host_port: int = 0
 
+    @classmethod
+    def reuse(cls, state: Path, kind: str, progress: Callable[[str], None]) -> KindCluster:
+        """A cluster a previous run kept (HELIOX_E2E_KEEP=1), from its state directory."""
+        saved = json.loads((state / "cluster.json").read_text())
+        progress(f"reusing kind cluster {saved['name']} ({state})")
+        return cls(kind=kind, state=state, progress=progress, **saved)
+
+    def save(self) -> None:
+        keep = {k: getattr(self, k) for k in ("name", "node_image", "wrapped", "host_port")}
+        (self.state / "cluster.json").write_text(json.dumps(keep))
+
     @property
     def kubeconfig(self) -> Path:
         return self.state / "kubeconfig"
@@ -137,6 +159,7 @@ class KindCluster:
             "create", "cluster", "--name", self.name, "--config", str(config),
             "--kubeconfig", str(self.kubeconfig), "--wait", "300s", "--retain",
         )  # fmt: skip
+        self.save()
 
     def load(self, *images: str) -> None:
         self.run("load", "docker-image", *images, "--name", self.name)
@@ -157,3 +180,98 @@ class KindCluster:
             str(self.kubeconfig),
             timeout=300,
         )
+
+
+# --- the tier's cluster, with the images it runs ---------------------------------------------
+
+
+def _run(argv: list[str], progress: Callable[[str], None], timeout: float = 1800) -> None:
+    progress(" ".join(argv))
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}:\n{p.stderr[-3000:]}")
+
+
+def build_app_images(python_image: str, progress: Callable[[str], None]) -> list[str]:
+    """The runtime image as `heliox:e2e` (on `python_image`: the official Python where it can be
+    pulled, else the Debian-built one), and `heliox:e2e-next`: the same plus one Alembic revision
+    on top of the repository's head (the upgrade's hook really migrates), also tagged
+    `heliox:e2e-broken`."""
+    repo, tag = IMAGE
+    _run(
+        ["docker", "build", "-q", "--build-arg", f"PYTHON_IMAGE={python_image}",
+         "--target", "runtime", "-t", f"{repo}:{tag}", str(ROOT)],
+        progress,
+    )  # fmt: skip
+    head = traffic.head_revision(ROOT / "migrations-job" / "versions")
+    with tempfile.TemporaryDirectory(prefix="heliox-e2e-image-") as d:
+        (Path(d) / "9000_e2e_marker.py").write_text(
+            traffic.MIGRATION.format(revision="e2e_marker", down=head)
+        )
+        (Path(d) / "Dockerfile").write_text(
+            f"FROM {repo}:{tag}\nCOPY 9000_e2e_marker.py /app/migrations-job/versions/\n"
+        )
+        _run(["docker", "build", "-q", "-t", f"{repo}:{NEXT_TAG}", d], progress)
+    _run(["docker", "tag", f"{repo}:{NEXT_TAG}", f"{repo}:{BROKEN_TAG}"], progress)
+    return [f"{repo}:{t}" for t in (tag, NEXT_TAG, BROKEN_TAG)]
+
+
+def node_image(progress: Callable[[str], None]) -> str:
+    """kind's pinned node image where it can be pulled, else ours, built offline."""
+    pinned = pinned_node_image()
+    if dockerenv.pulled([pinned], progress):
+        return pinned
+    return dockerenv.build_images(["node"], progress)["KIND_NODE_IMAGE"]
+
+
+def store_values(images: dict[str, str]) -> dict[str, Any]:
+    """The subcharts' image values for the PostgreSQL and Redis images in use."""
+    values: dict[str, Any] = {}
+    for chart, name in (("postgresql", "POSTGRES_IMAGE"), ("redis", "REDIS_IMAGE")):
+        repo, tag = images[name].rsplit(":", 1)
+        values[chart] = {"image": {"repository": repo, "tag": tag}}
+    return values
+
+
+@contextlib.contextmanager
+def kind_test_cluster(
+    kind: str, kubectl: str, cluster_progress: Callable[[str], None]
+) -> Iterator[Cluster]:
+    """The kind tier's cluster: Docker engine, images (official or built here), a new kind
+    cluster (or the one HELIOX_E2E_REUSE names), the app images loaded into it; deleted at the
+    end unless HELIOX_E2E_KEEP=1 (or reused)."""
+    with dockerenv.engine(cluster_progress):
+        stores = dockerenv.store_images(cluster_progress)
+        python = dockerenv.python_image(cluster_progress)
+        kept = os.environ.get("HELIOX_E2E_REUSE")
+        if kept:
+            kc = KindCluster.reuse(Path(kept), kind, cluster_progress)
+        else:
+            kc = KindCluster(
+                kind=kind,
+                name=f"heliox-e2e-{uuid.uuid4().hex[:6]}",
+                state=Path(tempfile.mkdtemp(prefix="heliox-e2e-")),
+                node_image=node_image(cluster_progress),
+                progress=cluster_progress,
+            )
+        created = bool(kept)
+        try:
+            if not kept:
+                kc.create()
+                created = True
+            app = build_app_images(python, cluster_progress)
+            kc.load(*app, stores["POSTGRES_IMAGE"], stores["REDIS_IMAGE"])
+            c = Cluster(kubeconfig=kc.kubeconfig, kubectl_bin=kubectl, progress=cluster_progress)
+            c.info["url"] = f"http://127.0.0.1:{kc.host_port}"
+            c.info["stores"] = stores
+            c.info["kind"] = kc  # kc.load(): `kind load` with the docker wrapper where needed
+            yield c
+        finally:
+            if created and (kept or os.environ.get("HELIOX_E2E_KEEP") == "1"):
+                cluster_progress(
+                    f"kept kind cluster {kc.name}: export KUBECONFIG={kc.kubeconfig}; "
+                    f"run again on it with HELIOX_E2E_REUSE={kc.state}"
+                )
+            elif created:
+                kc.delete()
+                shutil.rmtree(kc.state, ignore_errors=True)

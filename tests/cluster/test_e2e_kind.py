@@ -11,125 +11,35 @@ with no failed request, an upgrade whose hook really migrates the schema, 3 repl
 Needs Docker (a running engine), kind (`scripts/tools.sh kind`), kubectl and helm; without them
 the module skips with one line saying what is missing. The cluster comes from
 k8s/kind/cluster.yaml, is named heliox-e2e-<random> and is deleted at the end
-(HELIOX_E2E_KEEP=1 keeps it, printing how to reach it).
+(HELIOX_E2E_KEEP=1 keeps it, printing how to reach it and how to run the tier on it again:
+HELIOX_E2E_REUSE=<its state directory>).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from controlplane import ROOT, Cluster
-from scenarios import Context, Walk, lifecycle, operations, traffic, variants
-from scenarios.kindenv import find_tool, missing
+from kindcluster import BROKEN_TAG, IMAGE, NEXT_TAG, NODE_PORT, store_values
+from scenarios import Context, Walk, lifecycle, operations, resilience, traffic, variants
 
-KIND_CONFIG = ROOT / "k8s" / "kind" / "cluster.yaml"
-IMAGE = ("heliox", "e2e")
-NEXT_TAG = "e2e-next"  # the same image plus one migration (scenarios.traffic.MIGRATION)
-BROKEN_TAG = "e2e-broken"  # e2e-next under another name, for the upgrade whose migration fails
-NODE_PORT = 30080  # the Service's NodePort that k8s/kind/cluster.yaml maps to the host
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
 }
 
 
-def _run(argv: list[str], progress: Callable[[str], None], timeout: float = 1800) -> None:
-    progress(" ".join(argv))
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}:\n{p.stderr[-3000:]}")
-
-
-def build_images(kind: str, name: str, progress: Callable[[str], None]) -> None:
-    """The runtime image as `heliox:e2e`, and `heliox:e2e-next`: the same plus one Alembic
-    revision on top of the repository's head (the upgrade's hook really migrates), also tagged
-    `heliox:e2e-broken`; all loaded into the kind nodes (no registry)."""
-    repo, tag = IMAGE
-    _run(["docker", "build", "--target", "runtime", "-t", f"{repo}:{tag}", str(ROOT)], progress)
-    head = traffic.head_revision(ROOT / "migrations-job" / "versions")
-    with tempfile.TemporaryDirectory(prefix="heliox-e2e-image-") as d:
-        (Path(d) / "9000_e2e_marker.py").write_text(
-            traffic.MIGRATION.format(revision="e2e_marker", down=head)
-        )
-        (Path(d) / "Dockerfile").write_text(
-            f"FROM {repo}:{tag}\nCOPY 9000_e2e_marker.py /app/migrations-job/versions/\n"
-        )
-        _run(["docker", "build", "-t", f"{repo}:{NEXT_TAG}", d], progress)
-    _run(["docker", "tag", f"{repo}:{NEXT_TAG}", f"{repo}:{BROKEN_TAG}"], progress)
-    images = [f"{repo}:{t}" for t in (tag, NEXT_TAG, BROKEN_TAG)]
-    _run([kind, "load", "docker-image", *images, "--name", name], progress)
-
-
-def kind_config(state: Path) -> tuple[Path, int]:
-    """k8s/kind/cluster.yaml as users get it, except that the host side of the NodePort
-    mapping is a free port (a developer's own kind cluster may hold the usual one)."""
-    config = yaml.safe_load(KIND_CONFIG.read_text())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        host_port = int(s.getsockname()[1])
-    mapped = [
-        m
-        for n in config.get("nodes") or []
-        for m in n.get("extraPortMappings") or []
-        if m.get("containerPort") == NODE_PORT
-    ]
-    assert mapped, f"{KIND_CONFIG.relative_to(ROOT)} maps no port to NodePort {NODE_PORT}"
-    for m in mapped:
-        m["hostPort"] = host_port
-    out = state / "kind.yaml"
-    out.write_text(yaml.safe_dump(config))
-    return out, host_port
-
-
-@pytest.fixture(scope="module")
-def kind_cluster(cluster_progress: Callable[[str], None]) -> Iterator[Cluster]:
-    lacking = missing()  # conftest.py skips every test here first, with one line, when set
-    if lacking:
-        pytest.skip(lacking)
-    if not KIND_CONFIG.exists():
-        pytest.fail(f"{KIND_CONFIG.relative_to(ROOT)} is missing (the kind cluster config)")
-    kind = find_tool("kind")
-    kubectl = find_tool("kubectl")
-    assert kind
-    assert kubectl
-    name = f"heliox-e2e-{uuid.uuid4().hex[:6]}"
-    state = Path(tempfile.mkdtemp(prefix="heliox-e2e-"))
-    kubeconfig = state / "kubeconfig"
-    created = False
-    config, host_port = kind_config(state)
-    try:
-        create = ["create", "cluster", "--name", name, "--config", str(config)]
-        _run([kind, *create, "--kubeconfig", str(kubeconfig), "--wait", "300s"], cluster_progress)
-        created = True
-        build_images(kind, name, cluster_progress)
-        c = Cluster(kubeconfig=kubeconfig, kubectl_bin=kubectl, progress=cluster_progress)
-        c.info["url"] = f"http://127.0.0.1:{host_port}"
-        yield c
-    finally:
-        if created and os.environ.get("HELIOX_E2E_KEEP") == "1":
-            cluster_progress(f"kept kind cluster {name}: export KUBECONFIG={kubeconfig}")
-        elif created:
-            delete = [kind, "delete", "cluster", "--name", name, "--kubeconfig", str(kubeconfig)]
-            _run(delete, cluster_progress, timeout=300)
-            shutil.rmtree(state, ignore_errors=True)
-
-
 def release(cluster: Cluster, what: str, node_port: bool = False) -> Iterator[tuple[Context, Walk]]:
-    """A release in a fresh restricted namespace; with node_port, its Service is the NodePort
-    the kind config maps to the host (one release at a time can have it), and the steps reach
-    it there instead of through a port-forward."""
+    """A release in a fresh restricted namespace, its stores on the images in use; with
+    node_port, its Service is the NodePort the kind config maps to the host (one release at a
+    time can have it), and the steps reach it there instead of through a port-forward."""
     ns = cluster.create_namespace(f"e2e-{what}-{uuid.uuid4().hex[:6]}", RESTRICTED)
-    values = {"service": {"type": "NodePort", "nodePort": NODE_PORT}} if node_port else {}
+    values = store_values(cluster.info["stores"])
+    if node_port:
+        values["service"] = {"type": "NodePort", "nodePort": NODE_PORT}
     ctx = Context(
         cluster=cluster,
         namespace=ns,
@@ -145,23 +55,25 @@ def release(cluster: Cluster, what: str, node_port: bool = False) -> Iterator[tu
     try:
         yield ctx, Walk(f"e2e {what}")
     finally:
-        cluster.delete_namespace(ns)
+        cluster.delete_namespace(ns, wait=True)  # its pods' CPU is the next release's
 
 
+# One release per class, its namespace deleted when the class is done: a 2-CPU node has room
+# for one release at a time (the control plane requests about 0.9 CPU of it).
 Rel = tuple[Context, Walk]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def life(kind_cluster: Cluster) -> Iterator[Rel]:
     yield from release(kind_cluster, "lifecycle", node_port=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def external(kind_cluster: Cluster) -> Iterator[Rel]:
     yield from release(kind_cluster, "external")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def gitops(kind_cluster: Cluster) -> Iterator[Rel]:
     yield from release(kind_cluster, "gitops")
 
@@ -218,6 +130,14 @@ class TestLifecycle:
         with Step(life, "items") as ctx:
             ctx.state["item"] = traffic.items_round_trip(ctx)
 
+    def test_04b_pod_security_restricted_admitted_every_pod(self, life: Rel) -> None:
+        with Step(life, "Pod Security") as ctx:
+            resilience.pod_security_admitted_every_pod(ctx)
+
+    def test_04c_network_policy_keeps_strangers_from_the_stores(self, life: Rel) -> None:
+        with Step(life, "NetworkPolicy") as ctx:
+            resilience.network_policy_enforced(ctx)
+
     def test_05_rolling_restart_under_load(self, life: Rel) -> None:
         with Step(life, "rolling restart") as ctx:
             traffic.rolling_restart_under_load(ctx, ctx.state["url"])
@@ -259,6 +179,18 @@ class TestLifecycle:
         with Step(life, "helm test") as ctx:
             operations.helm_test_passes(ctx)
 
+    def test_12b_memory_under_load_within_the_limit(self, life: Rel) -> None:
+        with Step(life, "memory") as ctx:
+            resilience.memory_under_load(ctx)
+
+    def test_12c_postgres_pod_lost_under_load(self, life: Rel) -> None:
+        with Step(life, "PostgreSQL pod lost") as ctx:
+            resilience.postgres_pod_loss_under_load(ctx)
+
+    def test_12d_redis_pod_lost_under_load(self, life: Rel) -> None:
+        with Step(life, "Redis pod lost") as ctx:
+            resilience.redis_pod_loss_under_load(ctx)
+
     def test_13_the_item_survived_everything(self, life: Rel) -> None:
         with Step(life, "item kept") as ctx, traffic.service_url(ctx) as url:
             status, got = traffic.http("GET", f"{url}/api/v1/items/{ctx.state['item']}")
@@ -283,6 +215,8 @@ def install_stores(ctx: Context) -> None:
     }
     for (chart, rel), auth in stores.items():
         values = [f"auth.{k}={v}" for k, v in auth.items()]
+        image = ctx.values[chart]["image"]
+        values += [f"image.repository={image['repository']}", f"image.tag={image['tag']}"]
         ctx.cluster.run(
             ["helm", "install", rel, str(ctx.chart / "charts" / chart), "-n", ctx.namespace]
             + [a for v in values for a in ("--set", v)]

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from .conftest import GOCHECK, find_go
+from .gocheck import SOURCE as GOCHECK
+from .gocheck import find_go
 from .helpers import K8S, ROOT, find, pod_specs
 
 GENERATED = ["base/heliox.yaml", "overlays/production/hpa.yaml"]
