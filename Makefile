@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Go's caches live under ~/.cache/heliox with the built tools and images (scripts/go-env.sh).
+export HELIOX_CACHE ?= $(HOME)/.cache/heliox
+export GOMODCACHE ?= $(HELIOX_CACHE)/go/mod
+export GOCACHE ?= $(HELIOX_CACHE)/go/build
 # Pinned Go tools (helm, kube-score, kind, kwok, control-plane binaries) are linked here by scripts/.
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 

@@ -8,6 +8,8 @@
 # clone (CI) reuses them and a version bump never picks up a stale build. Go's own module and
 # build caches stay in their default places, outside the checkout.
 set -euo pipefail
+# shellcheck source=scripts/go-env.sh
+. "$(dirname "$0")/go-env.sh"
 
 # name | go package | version   (one place to bump a pin)
 TOOLS=(

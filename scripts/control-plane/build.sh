@@ -16,6 +16,8 @@
 # fresh clone (CI) reuses them and an edited wrapper never picks up a stale build.
 # A cold build of kube takes tens of minutes of CPU; it is built with -p 2 (GOFLAGS may override).
 set -euo pipefail
+# shellcheck source=scripts/go-env.sh
+. "$(dirname "$0")/../go-env.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

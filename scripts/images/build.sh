@@ -17,6 +17,8 @@
 # lacks it (a fresh CI machine), so only a changed input rebuilds. Needs Docker (a running
 # engine: scripts/docker-engine.sh), Go, gcc, debootstrap and zstd (scripts/install-system-deps.sh).
 set -euo pipefail
+# shellcheck source=scripts/go-env.sh
+. "$(dirname "$0")/../go-env.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

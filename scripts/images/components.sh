@@ -8,6 +8,8 @@
 # checkout, like scripts/tools.sh. The Kubernetes components (kubelet, kubeadm, kube-proxy and the
 # control plane) and etcd come from scripts/control-plane/build.sh, which the cluster tier shares.
 set -euo pipefail
+# shellcheck source=scripts/go-env.sh
+. "$(dirname "$0")/../go-env.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${HELIOX_CACHE:-$HOME/.cache/heliox}/bin
