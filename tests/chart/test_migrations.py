@@ -26,6 +26,14 @@ from .helpers import (
 
 HOOK = "helm.sh/hook"
 
+# GitOps mode with the bundled stores: their passwords from existing Secrets (the chart refuses
+# to generate them there).
+GITOPS_SETS = {
+    "migrations.useHelmHooks": False,
+    "postgresql.auth.existingSecret": "pg",
+    "redis.auth.existingSecret": "rd",
+}
+
 
 def _jobs(docs):
     return docs.by_component("Job", "migrations")
@@ -219,7 +227,7 @@ def test_hook_has_the_service_account_it_runs_as(helm: str) -> None:
         ({"serviceAccount.create": False}, True),
         ({"migrations.serviceAccountName": "migrator"}, True),
         ({}, False),
-        ({"migrations.useHelmHooks": False}, True),
+        (GITOPS_SETS, True),
     ):
         other = render(helm, sets=sets, is_upgrade=upgrade)
         assert not [
@@ -358,7 +366,7 @@ def test_job_name_changes_with_the_chart_version(helm: str, tmp_path) -> None:
 UNRELATED_CHANGES = {
     "replicas": {"replicaCount": 3},
     "service-port": {"service.port": 8080},
-    "ingress": {"ingress.enabled": True},
+    "ingress": {"ingress.enabled": True, "redis.enabled": False},  # no Redis, no rate limit
     "hpa": {"autoscaling.enabled": True},
     "api-pod-annotations": {"podAnnotations.x": "y"},
     "api-pod-labels": {"podLabels.x": "y"},

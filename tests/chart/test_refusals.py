@@ -156,7 +156,54 @@ def test_cors_without_origins(helm: str) -> None:
 
 
 def test_httproute_without_parent(helm: str) -> None:
-    assert "parentRefs" in _reason(render_error(helm, sets={"httpRoute.enabled": True}))
+    sets = {"httpRoute.enabled": True, "config.forwardedAllowIps": "10.42.0.0/16"}
+    assert "parentRefs" in _reason(render_error(helm, sets=sets))
+
+
+@pytest.mark.parametrize("proxy", ["ingress.enabled", "httpRoute.enabled"])
+def test_rate_limit_behind_a_proxy_needs_trusted_proxy_addresses(helm: str, proxy: str) -> None:
+    """Behind an Ingress or a Gateway every request comes from the proxy: without trusting it
+    to name the client, the limit would count the whole world as one client."""
+    sets = {proxy: True, "httpRoute.parentRefs[0].name": "gw"}
+    reason = _reason(render_error(helm, sets=sets))
+    assert f"{proxy} with the rate limit on needs config.forwardedAllowIps" in reason
+    assert "config.rateLimit.enabled=false" in reason
+    for fix in (
+        {"config.forwardedAllowIps": "10.42.0.0/16"},
+        {"config.rateLimit.enabled": False},
+        {"redis.enabled": False},  # no Redis, no limiter
+    ):
+        assert render(helm, sets={**sets, **fix}).has("Deployment"), fix
+
+
+@pytest.mark.parametrize(
+    ("sets", "names"),
+    [
+        ({}, ["postgresql.auth.existingSecret", "redis.auth.existingSecret"]),
+        ({"postgresql.auth.password": "p"}, ["postgresql.auth.postgresPassword"]),
+        ({"postgresql.auth.existingSecret": "pg"}, ["redis.auth.existingSecret"]),
+    ],
+    ids=["both", "superuser-generated", "redis-generated"],
+)
+def test_gitops_mode_refuses_generated_passwords(helm: str, sets: dict, names: list) -> None:
+    """Argo CD renders with `helm template`: no cluster to look a generated password up in,
+    so each render would make new ones."""
+    reason = _reason(render_error(helm, sets={"migrations.useHelmHooks": False, **sets}))
+    assert "migrations.useHelmHooks=false (GitOps mode)" in reason
+    for name in names:
+        assert name in reason
+
+
+def test_gitops_mode_with_passwords_from_secrets_or_values(helm: str) -> None:
+    secrets = {"postgresql.auth.existingSecret": "pg", "redis.auth.existingSecret": "rd"}
+    values = {
+        "postgresql.auth.password": "a",
+        "postgresql.auth.postgresPassword": "b",
+        "redis.auth.password": "c",
+    }
+    external = {"postgresql.enabled": False, "redis.enabled": False, "externalDatabase.host": "db"}
+    for sets in (secrets, values, external):
+        assert render(helm, sets={"migrations.useHelmHooks": False, **sets}).has("Job"), sets
 
 
 # -- values.schema.json ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ upgrade), and GitOps mode (`migrations.useHelmHooks=false`)."""
 from __future__ import annotations
 
 import re
+import secrets
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -167,6 +168,22 @@ def _pod_secret_checksum(ctx: Context) -> str:
 # --- GitOps mode -------------------------------------------------------------------------------
 
 GITOPS = {"migrations": {"useHelmHooks": False, "ttlSecondsAfterFinished": None}}
+
+
+def gitops_secrets(ctx: Context) -> dict[str, Any]:
+    """What a GitOps user does first (the chart refuses to generate passwords in GitOps mode):
+    the bundled stores' password Secrets, made in the namespace; returns the values naming
+    them."""
+    pg, redis = f"{ctx.release}-pg-auth", f"{ctx.release}-redis-auth"
+    for name, keys in ((pg, ("password", "postgres-password")), (redis, ("redis-password",))):
+        literals = [f"--from-literal={k}={secrets.token_hex(16)}" for k in keys]
+        ctx.cluster.kubectl("create", "secret", "generic", name, "-n", ctx.namespace, *literals)
+    return {
+        "postgresql": {"auth": {"existingSecret": pg}},
+        "redis": {"auth": {"existingSecret": redis}},
+    }
+
+
 PLAIN_JOB = re.compile(r".+-migrate-[0-9a-f]{10}")
 
 
@@ -182,13 +199,15 @@ def _plain_job(ctx: Context) -> dict[str, Any]:
 
 
 def gitops_install_and_upgrade(ctx: Context, new_tag: str) -> None:
-    """`migrations.useHelmHooks=false`: install and an upgrade to a new image tag both complete
+    """`migrations.useHelmHooks=false`, the stores' passwords in Secrets made first (as GitOps
+    needs): install and an upgrade to a new image tag both complete
     with `--wait`; each revision has one plain, hash-named migration Job (no hook), the upgrade's
     under a new name (a changed Job spec is a new Job, so no immutable-field error), the old one
     removed with its revision."""
-    install(ctx, GITOPS)
+    gitops = {**GITOPS, **gitops_secrets(ctx)}
+    install(ctx, gitops)
     first = _plain_job(ctx)
-    values = ctx.values_for(new_tag, GITOPS)
+    values = ctx.values_for(new_tag, gitops)
     p, secs = timed(lambda: helm.upgrade(ctx, values))
     assert "field is immutable" not in p.stderr, p.stderr
     assert helm.revision_states(ctx)[-1] == (2, "deployed")
