@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from tests.tooling import tool
 
-from .helpers import CHART
+from .helpers import CHART, render
 
 READMES = ["README.md", "charts/postgresql/README.md", "charts/redis/README.md"]
 
@@ -51,3 +52,19 @@ def test_the_sync_check_notices_a_change(tmp_path: Path) -> None:
     _generate(tmp_path / "charts")
     assert (copy / "README.md").read_text() != (CHART / "README.md").read_text()
     assert "| replicaCount | int | `3` |" in (copy / "README.md").read_text()
+
+
+def test_architecture_lists_exactly_the_configmap_keys(helm: str) -> None:
+    """docs/ARCHITECTURE.md names the keys of the API's ConfigMap one by one; they are the ones
+    the chart renders (with the optional ones turned on), no more and no fewer."""
+    text = (CHART.parent.parent / "docs" / "ARCHITECTURE.md").read_text()
+    sentence = re.search(r"`config\.\*` becomes the ConfigMap\s*\((.*?);", text, re.S)
+    assert sentence, "docs/ARCHITECTURE.md no longer lists the ConfigMap's keys"
+    documented = set(re.findall(r"`([A-Z][A-Z_]+)`", sentence.group(1)))
+    sets = {
+        "config.forwardedAllowIps": "10.0.0.0/8",
+        "config.corsEnabled": True,
+        "config.corsOrigins[0]": "https://app.example.com",
+    }
+    rendered = set(render(helm, sets=sets).get("ConfigMap", "rel-heliox")["data"])
+    assert documented == rendered, (documented - rendered, rendered - documented)

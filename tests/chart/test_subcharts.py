@@ -194,3 +194,33 @@ def test_headless_services_for_the_statefulsets(helm: str) -> None:
         assert hl["spec"]["clusterIP"] == "None"
         assert hl["spec"]["ports"][0]["port"] == port
         assert docs.get("Service", name)["spec"]["ports"][0]["port"] == port
+
+
+def test_common_labels_per_chart(helm: str) -> None:
+    """`commonLabels` labels the parent chart's objects; each bundled store takes its own from
+    `postgresql.commonLabels` / `redis.commonLabels` (as Bitnami's charts do), never over a
+    standard or selector label."""
+    sets = {
+        "commonLabels.team": "api",
+        "postgresql.commonLabels.team": "data",
+        "postgresql.commonLabels.app\\.kubernetes\\.io/component": "other",
+        "redis.commonLabels.cost-center": "ops",
+    }
+    docs = render(helm, sets=sets)
+    seen = set()
+    for doc in docs:
+        labels = doc["metadata"].get("labels") or {}
+        chart = labels.get("helm.sh/chart", "").rsplit("-", 1)[0]
+        what = f"{doc['kind']}/{doc['metadata']['name']}"
+        seen.add(chart)
+        if chart == "postgresql":
+            assert labels.get("team") == "data", what
+            assert labels["app.kubernetes.io/component"] == "database", what
+        elif chart == "redis":
+            assert labels.get("cost-center") == "ops", what
+            assert "team" not in labels, what
+        else:
+            assert labels.get("team") == "api", what
+    assert seen == {"heliox", "postgresql", "redis"}, seen
+    pg = _sts(helm, PG, sets=sets)
+    assert pg["spec"]["template"]["metadata"]["labels"]["team"] == "data"

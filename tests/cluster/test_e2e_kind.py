@@ -24,7 +24,17 @@ from typing import Any
 import pytest
 from controlplane import ROOT, Cluster
 from kindcluster import BROKEN_TAG, IMAGE, NEXT_TAG, NODE_PORT, store_values
-from scenarios import Context, Walk, lifecycle, operations, resilience, traffic, variants
+from scenarios import (
+    Context,
+    Walk,
+    isolation,
+    lifecycle,
+    operations,
+    proxied,
+    traffic,
+    underload,
+    variants,
+)
 
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -66,6 +76,11 @@ Rel = tuple[Context, Walk]
 @pytest.fixture(scope="class")
 def life(kind_cluster: Cluster) -> Iterator[Rel]:
     yield from release(kind_cluster, "lifecycle", node_port=True)
+
+
+@pytest.fixture(scope="class")
+def behind_proxy(kind_cluster: Cluster) -> Iterator[Rel]:
+    yield from release(kind_cluster, "proxied")
 
 
 @pytest.fixture(scope="class")
@@ -132,11 +147,11 @@ class TestLifecycle:
 
     def test_04b_pod_security_restricted_admitted_every_pod(self, life: Rel) -> None:
         with Step(life, "Pod Security") as ctx:
-            resilience.pod_security_admitted_every_pod(ctx)
+            isolation.pod_security_admitted_every_pod(ctx)
 
     def test_04c_network_policy_keeps_strangers_from_the_stores(self, life: Rel) -> None:
         with Step(life, "NetworkPolicy") as ctx:
-            resilience.network_policy_enforced(ctx)
+            isolation.network_policy_enforced(ctx)
 
     def test_05_rolling_restart_under_load(self, life: Rel) -> None:
         with Step(life, "rolling restart") as ctx:
@@ -181,15 +196,15 @@ class TestLifecycle:
 
     def test_12b_memory_under_load_within_the_limit(self, life: Rel) -> None:
         with Step(life, "memory") as ctx:
-            resilience.memory_under_load(ctx)
+            underload.memory_under_load(ctx)
 
     def test_12c_postgres_pod_lost_under_load(self, life: Rel) -> None:
         with Step(life, "PostgreSQL pod lost") as ctx:
-            resilience.postgres_pod_loss_under_load(ctx)
+            underload.postgres_pod_loss_under_load(ctx)
 
     def test_12d_redis_pod_lost_under_load(self, life: Rel) -> None:
         with Step(life, "Redis pod lost") as ctx:
-            resilience.redis_pod_loss_under_load(ctx)
+            underload.redis_pod_loss_under_load(ctx)
 
     def test_13_the_item_survived_everything(self, life: Rel) -> None:
         with Step(life, "item kept") as ctx, traffic.service_url(ctx) as url:
@@ -199,6 +214,15 @@ class TestLifecycle:
     def test_14_uninstall_leaves_only_documented_objects(self, life: Rel) -> None:
         with Step(life, "uninstall") as ctx:
             lifecycle.uninstall_leaves_only_documented(ctx)
+
+
+@pytest.mark.e2e
+class TestRateLimitBehindAProxy:
+    def test_limit_counts_each_client_only_when_the_proxy_is_trusted(
+        self, behind_proxy: Rel
+    ) -> None:
+        with Step(behind_proxy, "rate limit behind a proxy") as ctx:
+            proxied.rate_limit_counts_each_client_behind_the_proxy(ctx)
 
 
 STORES_SUPERUSER = "e2e-superuser-pw"  # the external PostgreSQL's `postgres` password

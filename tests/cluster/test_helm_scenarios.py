@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from controlplane import ROOT, Cluster
-from scenarios import Context, Walk, hooktime, lifecycle, operations, resilience, variants
+from scenarios import Context, Walk, hooktime, isolation, lifecycle, operations, variants
 
 HELMS = [pytest.param("helm", id="helm4"), pytest.param("helm3", id="helm3")]
 RESTRICTED = {
@@ -110,7 +110,7 @@ class TestLifecycle:
     def test_02b_pod_security_restricted_admitted_every_pod(self, life: Rel) -> None:
         ctx, walk = life
         with walk.step("Pod Security", pytest.skip):
-            resilience.pod_security_admitted_every_pod(ctx)
+            isolation.pod_security_admitted_every_pod(ctx)
 
     def test_03_upgrade_runs_pre_upgrade_hook_before_new_pods(self, life: Rel) -> None:
         ctx, walk = life

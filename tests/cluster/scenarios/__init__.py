@@ -15,8 +15,10 @@ need real pods).
     hooktime    what the migration hook reads exists and is current when it runs (an upgrade
                 turning on the ServiceAccount and NetworkPolicies; the generated password)
     traffic     (kind only) HTTP through the Service, items, rolling restart under load
-    resilience  Pod Security admitted every pod (both tiers); (kind only) NetworkPolicy
-                enforcement, PostgreSQL and Redis pod loss under load, memory under load
+    isolation   Pod Security admitted every pod (both tiers); (kind only) NetworkPolicy
+                keeps strangers from the stores
+    underload   (kind only) PostgreSQL and Redis pod loss under load, memory under load
+    proxied     (kind only) the rate limit per client through a proxy
     kubeapi     a small API client: back-to-back evictions, watch streams that order events
     walk        steps that depend on each other
 

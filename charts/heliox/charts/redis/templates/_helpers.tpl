@@ -31,6 +31,12 @@ helm.sh/chart: {{ include "redis.chart" . }}
 app.kubernetes.io/version: {{ regexReplaceAll "[^A-Za-z0-9._-]" (.Values.image.tag | default .Chart.AppVersion | toString) "_" | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/part-of: heliox
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- /* commonLabels last, never over a label above (the selector's among them). */}}
+{{- range $k, $v := .Values.commonLabels | default dict }}
+{{- if not (has $k (list "helm.sh/chart" "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component" "app.kubernetes.io/version" "app.kubernetes.io/part-of" "app.kubernetes.io/managed-by")) }}
+{{ $k }}: {{ $v | toString | quote }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "redis.image" -}}
