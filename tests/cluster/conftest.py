@@ -34,22 +34,13 @@ from kindcluster import kind_test_cluster
 from scenarios.kindenv import find_tool
 from scenarios.kindenv import missing as e2e_missing
 
+from tests.progress import terminal_writer
+
 
 @pytest.fixture(scope="session")
 def cluster_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
     """Writes one line to the terminal, outside pytest's output capture."""
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-
-    def progress(msg: str) -> None:
-        if reporter is None or capture is None:  # pragma: no cover (plugins turned off)
-            print(f"[cluster] {msg}", flush=True)
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.ensure_newline()
-            reporter.write_line(f"[cluster] {msg}")
-
-    return progress
+    return terminal_writer(pytestconfig, "cluster")
 
 
 @pytest.fixture(scope="session")

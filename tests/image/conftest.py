@@ -9,6 +9,7 @@ import pytest
 
 from tests import dockerenv
 from tests.image import gocheck as gocheck_bin
+from tests.progress import terminal_writer
 
 
 @pytest.fixture(scope="session")
@@ -26,18 +27,7 @@ def go_template(gocheck: Path) -> gocheck_bin.Expand:
 @pytest.fixture(scope="session")
 def image_progress(pytestconfig: pytest.Config) -> Callable[[str], None]:
     """Writes one line to the terminal, outside pytest's output capture (image builds are long)."""
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
-
-    def progress(msg: str) -> None:
-        if reporter is None or capture is None:  # pragma: no cover (plugins turned off)
-            print(f"[image] {msg}", flush=True)
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.ensure_newline()
-            reporter.write_line(f"[image] {msg}")
-
-    return progress
+    return terminal_writer(pytestconfig, "image")
 
 
 @pytest.fixture(scope="session")

@@ -48,27 +48,45 @@ def configmap(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def postgres(stores: dict[str, str], chart: list[dict[str, Any]]) -> Iterator[PodContainer]:
-    spec = pod_spec(chart, "hx-postgresql")
-    secret = next(
-        e["valueFrom"]["secretKeyRef"]["name"]
-        for e in spec["containers"][0]["env"]
-        if e["name"] == "POSTGRES_PASSWORD"
-    )
+def run_store(
+    image: str,
+    chart: list[dict[str, Any]],
+    name: str,
+    container: str,
+    port: int,
+    passwords: dict[str, str],
+    configmaps: list[str],
+) -> Iterator[PodContainer]:
+    """The store's container as its StatefulSet runs it, with `passwords` (key -> value) in the
+    Secret its environment names; stopped and removed afterwards."""
+    spec = pod_spec(chart, name)
+    secrets: dict[str, dict[str, str]] = {}
+    for e in spec["containers"][0]["env"]:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref and ref["key"] in passwords:
+            secrets.setdefault(ref["name"], {})[ref["key"]] = passwords[ref["key"]]
     pod = PodContainer(
-        image=stores["POSTGRES_IMAGE"],
+        image=image,
         pod_spec=spec,
-        container="postgresql",
-        configmaps={"hx-postgresql-initdb": configmap(chart, "hx-postgresql-initdb")},
-        secrets={secret: {"postgres-password": SUPERUSER_PASSWORD, "password": APP_PASSWORD}},
-        publish=[5432],
+        container=container,
+        configmaps={cm: configmap(chart, cm) for cm in configmaps},
+        secrets=secrets,
+        publish=[port],
     ).start()
     try:
         pod.wait_probe("startup")
         yield pod
     finally:
         pod.cleanup()
+
+
+@pytest.fixture(scope="module")
+def postgres(stores: dict[str, str], chart: list[dict[str, Any]]) -> Iterator[PodContainer]:
+    passwords = {"postgres-password": SUPERUSER_PASSWORD, "password": APP_PASSWORD}
+    yield from run_store(
+        stores["POSTGRES_IMAGE"], chart, "hx-postgresql", "postgresql", 5432, passwords,
+        ["hx-postgresql-initdb"],
+    )  # fmt: skip
 
 
 def psql(pod: PodContainer, user: str, password: str, sql: str) -> subprocess.CompletedProcess[str]:
@@ -158,25 +176,10 @@ def test_postgres_prestop_stops_it_and_data_survives_a_restart(postgres: PodCont
 
 @pytest.fixture(scope="module")
 def redis(stores: dict[str, str], chart: list[dict[str, Any]]) -> Iterator[PodContainer]:
-    spec = pod_spec(chart, "hx-redis")
-    secret = next(
-        e["valueFrom"]["secretKeyRef"]
-        for e in spec["containers"][0]["env"]
-        if e["name"] == "REDIS_PASSWORD"
-    )
-    pod = PodContainer(
-        image=stores["REDIS_IMAGE"],
-        pod_spec=spec,
-        container="redis",
-        configmaps={"hx-redis": configmap(chart, "hx-redis")},
-        secrets={secret["name"]: {secret["key"]: REDIS_PASSWORD}},
-        publish=[6379],
-    ).start()
-    try:
-        pod.wait_probe("startup")
-        yield pod
-    finally:
-        pod.cleanup()
+    yield from run_store(
+        stores["REDIS_IMAGE"], chart, "hx-redis", "redis", 6379,
+        {"redis-password": REDIS_PASSWORD}, ["hx-redis"],
+    )  # fmt: skip
 
 
 def redis_cli(pod: PodContainer, *args: str, password: str | None = REDIS_PASSWORD) -> str:
