@@ -90,6 +90,16 @@ where a space becomes "+"; in the user-info part "+" is a literal plus, so turn 
 {{- urlquery (toString .) | replace "+" "%20" -}}
 {{- end -}}
 
+{{/* A host as a URL needs it: an IPv6 address in brackets (once, if the value has them). */}}
+{{- define "heliox.urlhost" -}}
+{{- $host := toString . -}}
+{{- if and (contains ":" $host) (not (hasPrefix "[" $host)) -}}
+{{- printf "[%s]" $host -}}
+{{- else -}}
+{{- $host -}}
+{{- end -}}
+{{- end -}}
+
 {{/*
 How the API reaches PostgreSQL, as JSON:
   mode "url":   DATABASE_URL read whole from the user's Secret (secretName, key)
@@ -138,7 +148,7 @@ one the subchart generated and keeps in its own Secret (neither in values nor in
 {{- if $c.password -}}
 {{- $userinfo = printf "%s:%s" $userinfo (include "heliox.urlencode" $c.password) -}}
 {{- end -}}
-{{- $url := printf "postgresql+psycopg://%s@%s:%d/%s%s" $userinfo $c.host $c.port (include "heliox.urlencode" $c.database) $query -}}
+{{- $url := printf "postgresql+psycopg://%s@%s:%d/%s%s" $userinfo (include "heliox.urlhost" $c.host) $c.port (include "heliox.urlencode" $c.database) $query -}}
 {{- $r = dict "mode" "chart" "url" $url "bundled" $c.bundled -}}
 {{- if $c.passwordSecret -}}
 {{- $_ := set $r "passwordSecret" $c.passwordSecret -}}
@@ -190,7 +200,7 @@ one the subchart generated and keeps in its own Secret (neither in values nor in
 {{- else if $c.username -}}
 {{- $userinfo = printf "%s@" (include "heliox.urlencode" $c.username) -}}
 {{- end -}}
-{{- $url := printf "%s://%s%s:%d/%d" $c.scheme $userinfo $c.host $c.port $c.database -}}
+{{- $url := printf "%s://%s%s:%d/%d" $c.scheme $userinfo (include "heliox.urlhost" $c.host) $c.port $c.database -}}
 {{- $r = dict "mode" "chart" "url" $url "bundled" $c.bundled -}}
 {{- if $c.passwordSecret -}}
 {{- $_ := set $r "passwordSecret" $c.passwordSecret -}}
