@@ -277,7 +277,7 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
 
 {{/* Names the chart sets itself (ConfigMap keys and secret-wiring variables). */}}
 {{- define "heliox.reservedEnvNames" -}}
-{{- $names := keys (include "heliox.builtinConfig" . | fromJson) | concat (list "FORWARDED_ALLOW_IPS") -}}
+{{- $names := keys (include "heliox.builtinConfig" . | fromJson) | concat (include "heliox.optionalConfigKeys" . | fromJsonArray) -}}
 {{- $names = concat $names (list "DATABASE_URL" "DATABASE_PASSWORD" "REDIS_URL" "REDIS_PASSWORD" "MIGRATE_DB_WAIT_TIMEOUT") -}}
 {{- toJson (sortAlpha $names) -}}
 {{- end -}}
@@ -306,6 +306,12 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
 {{- end -}}
 {{- end -}}
 
+{{/* ConfigMap keys the chart sets from `config` only when given (else the service's default
+applies); still the chart's own, so `config.extra` and `extraEnv` may not set them. */}}
+{{- define "heliox.optionalConfigKeys" -}}
+{{- toJson (list "FORWARDED_ALLOW_IPS" "DOCS_ENABLED") -}}
+{{- end -}}
+
 {{/* The ConfigMap keys the chart sets from `config`. */}}
 {{- define "heliox.builtinConfig" -}}
 {{- $c := .Values.config -}}
@@ -327,8 +333,10 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
   "RATE_LIMIT_REQUESTS" (int $c.rateLimit.requests | toString)
   "RATE_LIMIT_WINDOW_SECONDS" (int $c.rateLimit.windowSeconds | toString)
   "MAX_BODY_SIZE" (int64 $c.maxBodySize | toString)
-  "DOCS_ENABLED" (toString $c.docsEnabled)
 -}}
+{{- if not (kindIs "invalid" $c.docsEnabled) -}}
+{{- $_ := set $data "DOCS_ENABLED" (toString $c.docsEnabled) -}}
+{{- end -}}
 {{- if $c.forwardedAllowIps -}}
 {{- $_ := set $data "FORWARDED_ALLOW_IPS" $c.forwardedAllowIps -}}
 {{- end -}}

@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     access_log: bool = True
     access_log_quiet_paths: Annotated[list[str], NoDecode] = ["/health", "/health/db", "/metrics"]
-    docs_enabled: bool = True
+    # None: on in development, off in staging and production (see serve_api_docs).
+    docs_enabled: bool | None = None
 
     web_concurrency: int = Field(1, ge=1)
     port: int = Field(8000, ge=1, le=65535)
@@ -149,6 +150,14 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.env == "development"
+
+    @property
+    def serve_api_docs(self) -> bool:
+        """/docs, /redoc and /openapi.json: DOCS_ENABLED when set, else in development only (the
+        document maps every route and body for whoever asks)."""
+        if self.docs_enabled is None:
+            return self.is_development
+        return self.docs_enabled
 
     @property
     def effective_database_url(self) -> URL:
