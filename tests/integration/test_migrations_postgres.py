@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from heliox_migrate.database import LOCK_KEY
+from tests.schema_drift import drift_report, schema_drift
 from tests.server_fixtures import MIGRATE_COMMAND, run_migrate
 from tests.servers import REPO_ROOT, PostgresServer, free_port
 
@@ -270,6 +271,13 @@ def test_production_without_database_url_exits_2(command: str) -> None:
         "heliox-migrate: configuration error: DATABASE_URL is not set"
     )
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_models_match_the_migration_head(database_url: str) -> None:
+    """On PostgreSQL too (types, defaults and indexes reflect differently than on SQLite): the
+    models against a database the runner migrated to head (tests/schema_drift.py)."""
+    drift = schema_drift(database_url)
+    assert not drift, drift_report(drift)
 
 
 # Every character that means something in a URL, and a literal "%25" (decoded twice, it would
