@@ -12,6 +12,7 @@ import logging.config
 
 from alembic import context
 from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
 
 from heliox.core.config import get_settings
 from heliox.models import Base
@@ -34,8 +35,9 @@ def _configure(**kwargs: object) -> None:
 
 
 def run_offline() -> None:
-    url = config.get_main_option("sqlalchemy.url") or get_settings().effective_database_url
-    _configure(url=url, literal_binds=True, render_as_batch=url.startswith("sqlite"))
+    option = config.get_main_option("sqlalchemy.url")
+    url = make_url(option) if option else get_settings().effective_database_url
+    _configure(url=url, literal_binds=True, render_as_batch=url.get_backend_name() == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
 

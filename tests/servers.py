@@ -278,6 +278,29 @@ class PostgresServer(_Managed):
             cursor = conn.execute(sql.encode())
             return list(cursor.fetchall()) if cursor.description else []
 
+    def psql(self, script: str, dbname: str = "postgres", **variables: str) -> str:
+        """Run a psql script as the superuser, with ``variables`` set (``-v name=value``).
+
+        Quote them in the script as psql does, ``:"name"`` (an identifier) or ``:'name'`` (a
+        literal), and any value is safe: a role name or password full of quotes and spaces.
+        """
+        args = [str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        args += ["-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", dbname]
+        for name, value in variables.items():
+            args += ["-v", f"{name}={value}"]
+        result = subprocess.run(
+            args,
+            input=script,  # on stdin: psql does not interpolate variables in -c commands
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PGPASSWORD": self.password, "LC_ALL": "C"},
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"psql failed: {result.stderr}")
+        return result.stdout
+
     def create_database(self, name: str, template: str | None = None) -> str:
         suffix = f" TEMPLATE {template}" if template else ""
         self.execute(f'CREATE DATABASE "{name}"{suffix}')

@@ -36,7 +36,9 @@ def service(
     name = "fuzz_items"
     postgres_server.drop_database(name)
     url = postgres_server.create_database(name, template=migrated_template)
-    env = service_env(url, redis_server.url, MAX_BODY_SIZE=str(MAX_BODY))
+    # DOCS_ENABLED: production serves no /openapi.json by default; this service serves it only
+    # so that test_served_schema_is_the_one_fuzzed can compare.
+    env = service_env(url, redis_server.url, MAX_BODY_SIZE=str(MAX_BODY), DOCS_ENABLED="true")
     with GunicornServer(env, workers=2) as server:
         yield server
         log = server.log()
@@ -51,7 +53,9 @@ def _openapi() -> dict[str, Any]:
     ``node._nodeid``), so the schema is loaded at import; ``test_served_schema_is_the_one_fuzzed``
     checks that the running service serves the same document.
     """
-    settings = Settings(env="production", database_url="postgresql://fuzz@127.0.0.1:1/fuzz")
+    settings = Settings(
+        env="production", database_url="postgresql://fuzz@127.0.0.1:1/fuzz", docs_enabled=True
+    )
     return create_app(settings).openapi()
 
 

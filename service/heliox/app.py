@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await resources.stop()
 
-    docs = settings.docs_enabled
+    docs = settings.serve_api_docs
     app = FastAPI(
         title="Heliox-AI API",
         version=__version__,

@@ -11,6 +11,7 @@ from .helpers import (
     mounts,
     pod_spec,
     render,
+    render_error,
     volumes,
 )
 
@@ -133,7 +134,6 @@ def test_configmap_carries_the_service_settings(helm: str) -> None:
         "RATE_LIMIT_REQUESTS": "100",
         "RATE_LIMIT_WINDOW_SECONDS": "60",
         "MAX_BODY_SIZE": "1048576",
-        "DOCS_ENABLED": "true",
     }
     # Unset unless given: the service's own default (127.0.0.1) applies.
     assert "FORWARDED_ALLOW_IPS" not in data
@@ -149,6 +149,18 @@ def test_config_extra_adds_variables(helm: str) -> None:
     assert data["FORWARDED_ALLOW_IPS"] == "*"
     assert data["CORS_ORIGINS"] == '["https://app.heliox.example.com"]'
     assert data["ENV"] == "staging"
+
+
+def test_api_docs_are_left_to_the_service_unless_set(helm: str) -> None:
+    """Unset, DOCS_ENABLED is not rendered and the service decides by ENV: off in staging and
+    production (the chart's default ENV), on in development. Set, it is passed on."""
+    assert "DOCS_ENABLED" not in _config(helm)
+    assert "DOCS_ENABLED" not in _config(helm, sets={"config.env": "development"})
+    assert _config(helm, sets={"config.docsEnabled": True})["DOCS_ENABLED"] == "true"
+    assert _config(helm, sets={"config.docsEnabled": False})["DOCS_ENABLED"] == "false"
+    # Still a setting of the chart's own: config.extra and extraEnv may not set it.
+    for sets in ({"config.extra.DOCS_ENABLED": "true"}, {"extraEnv[0].name": "DOCS_ENABLED"}):
+        assert "DOCS_ENABLED" in render_error(helm, sets=sets)
 
 
 def test_api_reads_config_from_the_configmap(helm: str) -> None:

@@ -63,6 +63,7 @@ def test_architecture_lists_exactly_the_configmap_keys(helm: str) -> None:
     documented = set(re.findall(r"`([A-Z][A-Z_]+)`", sentence.group(1)))
     sets = {
         "config.forwardedAllowIps": "10.0.0.0/8",
+        "config.docsEnabled": True,
         "config.corsEnabled": True,
         "config.corsOrigins[0]": "https://app.example.com",
     }

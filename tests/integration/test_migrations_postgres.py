@@ -7,12 +7,16 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
 
 from heliox_migrate.database import LOCK_KEY
+from tests.schema_drift import drift_report, schema_drift
 from tests.server_fixtures import MIGRATE_COMMAND, run_migrate
 from tests.servers import REPO_ROOT, PostgresServer, free_port
 
@@ -267,3 +271,54 @@ def test_production_without_database_url_exits_2(command: str) -> None:
         "heliox-migrate: configuration error: DATABASE_URL is not set"
     )
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_models_match_the_migration_head(database_url: str) -> None:
+    """On PostgreSQL too (types, defaults and indexes reflect differently than on SQLite): the
+    models against a database the runner migrated to head (tests/schema_drift.py)."""
+    drift = schema_drift(database_url)
+    assert not drift, drift_report(drift)
+
+
+# Every character that means something in a URL, and a literal "%25" (decoded twice, it would
+# become "%"). Managed databases hand out user names like "app@server".
+ROLE = "app@srv:a/b?c#d%e+f g"
+ROLE_PASSWORD = "p@ss:w/o?r#d%25+ x"
+
+
+@pytest.fixture
+def odd_role_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """An empty database owned by a role whose name and password hold those characters."""
+    name = f"r_{uuid.uuid4().hex[:12]}"
+    postgres_server.psql(
+        """CREATE ROLE :"role" LOGIN PASSWORD :'password';
+        CREATE DATABASE :"db" OWNER :"role";""",
+        role=ROLE, password=ROLE_PASSWORD, db=name,
+    )  # fmt: skip
+    yield name
+    postgres_server.drop_database(name)
+    postgres_server.psql('DROP ROLE :"role";', role=ROLE)
+
+
+def test_a_role_with_reserved_characters_migrates(
+    postgres_server: PostgresServer, odd_role_database: str
+) -> None:
+    """The user name percent-encoded in DATABASE_URL and the password in DATABASE_PASSWORD (the
+    chart's existingSecret path), then both percent-encoded in the URL (its values path)."""
+    name = odd_role_database
+    where = f"127.0.0.1:{postgres_server.port}/{name}"
+    url = f"postgresql://{quote(ROLE, safe='')}@{where}"
+    upgraded = run_migrate(url, "--db-wait", "5", "upgrade", DATABASE_PASSWORD=ROLE_PASSWORD)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "Running upgrade  -> 0001" in upgraded.stderr
+    # The tables belong to that role: the runner logged in as it, not as anyone else.
+    owners = postgres_server.execute(
+        "SELECT tableowner FROM pg_tables WHERE tablename = 'items'", dbname=name
+    )
+    assert owners == [(ROLE,)]
+    full = f"postgresql://{quote(ROLE, safe='')}:{quote(ROLE_PASSWORD, safe='')}@{where}"
+    checked = run_migrate(full, "--db-wait", "5", "check")
+    assert checked.returncode == 0, checked.stderr
+    for output in (upgraded.stderr, upgraded.stdout, checked.stderr, checked.stdout):
+        assert ROLE_PASSWORD not in output
+        assert quote(ROLE_PASSWORD, safe="") not in output

@@ -261,6 +261,32 @@ def test_hsts_outside_development(settings: Settings) -> None:
         assert client.get("/health").headers["strict-transport-security"].startswith("max-age=")
 
 
+def test_api_docs_follow_env_unless_docs_enabled_is_set(sqlite_url: str) -> None:
+    """/docs, /redoc and /openapi.json: on in development, off in staging and production (a
+    map of every route and body is a gift to an attacker), DOCS_ENABLED overriding either."""
+    table = [
+        ("development", None, True),
+        ("development", False, False),
+        ("staging", None, False),
+        ("staging", True, True),
+        ("production", None, False),
+        ("production", True, True),
+        ("production", False, False),
+    ]
+    for env, docs_enabled, served in table:
+        values = {} if docs_enabled is None else {"docs_enabled": docs_enabled}
+        settings = make_settings(env=env, database_url=sqlite_url, **values)
+        with client_for(settings) as client:
+            for path in ("/docs", "/redoc", "/openapi.json"):
+                response = client.get(path)
+                where = (env, docs_enabled, path, response.status_code)
+                if served:
+                    assert response.status_code == 200, where
+                else:
+                    assert response.status_code == 404, where
+                    assert_error_body(response, 404, "not_found")
+
+
 def test_cors_off_by_default(client: TestClient) -> None:
     response = client.get("/health", headers={"origin": "https://app.example"})
     assert "access-control-allow-origin" not in response.headers

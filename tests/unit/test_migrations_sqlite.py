@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from heliox_migrate.cli import main as migrate
+from tests.schema_drift import drift_report, schema_drift
 
 
 @pytest.fixture
@@ -100,3 +101,11 @@ def test_bad_migration_timeouts_are_reported_together(
         "seconds >= 0 (got '-1')",
     ]
     assert not db_file.exists()
+
+
+def test_models_match_the_migration_head(sqlite_url: str) -> None:
+    """A model changed without a revision (or a revision without the model) is caught here,
+    not by the first deployment: alembic's autogenerate comparison against the database the
+    runner migrated (tests/schema_drift.py)."""
+    drift = schema_drift(sqlite_url)
+    assert not drift, drift_report(drift)

@@ -90,6 +90,16 @@ where a space becomes "+"; in the user-info part "+" is a literal plus, so turn 
 {{- urlquery (toString .) | replace "+" "%20" -}}
 {{- end -}}
 
+{{/* A host as a URL needs it: an IPv6 address in brackets (once, if the value has them). */}}
+{{- define "heliox.urlhost" -}}
+{{- $host := toString . -}}
+{{- if and (contains ":" $host) (not (hasPrefix "[" $host)) -}}
+{{- printf "[%s]" $host -}}
+{{- else -}}
+{{- $host -}}
+{{- end -}}
+{{- end -}}
+
 {{/*
 How the API reaches PostgreSQL, as JSON:
   mode "url":   DATABASE_URL read whole from the user's Secret (secretName, key)
@@ -138,7 +148,7 @@ one the subchart generated and keeps in its own Secret (neither in values nor in
 {{- if $c.password -}}
 {{- $userinfo = printf "%s:%s" $userinfo (include "heliox.urlencode" $c.password) -}}
 {{- end -}}
-{{- $url := printf "postgresql+psycopg://%s@%s:%d/%s%s" $userinfo $c.host $c.port (include "heliox.urlencode" $c.database) $query -}}
+{{- $url := printf "postgresql+psycopg://%s@%s:%d/%s%s" $userinfo (include "heliox.urlhost" $c.host) $c.port (include "heliox.urlencode" $c.database) $query -}}
 {{- $r = dict "mode" "chart" "url" $url "bundled" $c.bundled -}}
 {{- if $c.passwordSecret -}}
 {{- $_ := set $r "passwordSecret" $c.passwordSecret -}}
@@ -190,7 +200,7 @@ one the subchart generated and keeps in its own Secret (neither in values nor in
 {{- else if $c.username -}}
 {{- $userinfo = printf "%s@" (include "heliox.urlencode" $c.username) -}}
 {{- end -}}
-{{- $url := printf "%s://%s%s:%d/%d" $c.scheme $userinfo $c.host $c.port $c.database -}}
+{{- $url := printf "%s://%s%s:%d/%d" $c.scheme $userinfo (include "heliox.urlhost" $c.host) $c.port $c.database -}}
 {{- $r = dict "mode" "chart" "url" $url "bundled" $c.bundled -}}
 {{- if $c.passwordSecret -}}
 {{- $_ := set $r "passwordSecret" $c.passwordSecret -}}
@@ -267,7 +277,7 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
 
 {{/* Names the chart sets itself (ConfigMap keys and secret-wiring variables). */}}
 {{- define "heliox.reservedEnvNames" -}}
-{{- $names := keys (include "heliox.builtinConfig" . | fromJson) | concat (list "FORWARDED_ALLOW_IPS") -}}
+{{- $names := keys (include "heliox.builtinConfig" . | fromJson) | concat (include "heliox.optionalConfigKeys" . | fromJsonArray) -}}
 {{- $names = concat $names (list "DATABASE_URL" "DATABASE_PASSWORD" "REDIS_URL" "REDIS_PASSWORD" "MIGRATE_DB_WAIT_TIMEOUT") -}}
 {{- toJson (sortAlpha $names) -}}
 {{- end -}}
@@ -296,6 +306,12 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
 {{- end -}}
 {{- end -}}
 
+{{/* ConfigMap keys the chart sets from `config` only when given (else the service's default
+applies); still the chart's own, so `config.extra` and `extraEnv` may not set them. */}}
+{{- define "heliox.optionalConfigKeys" -}}
+{{- toJson (list "FORWARDED_ALLOW_IPS" "DOCS_ENABLED") -}}
+{{- end -}}
+
 {{/* The ConfigMap keys the chart sets from `config`. */}}
 {{- define "heliox.builtinConfig" -}}
 {{- $c := .Values.config -}}
@@ -317,8 +333,10 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
   "RATE_LIMIT_REQUESTS" (int $c.rateLimit.requests | toString)
   "RATE_LIMIT_WINDOW_SECONDS" (int $c.rateLimit.windowSeconds | toString)
   "MAX_BODY_SIZE" (int64 $c.maxBodySize | toString)
-  "DOCS_ENABLED" (toString $c.docsEnabled)
 -}}
+{{- if not (kindIs "invalid" $c.docsEnabled) -}}
+{{- $_ := set $data "DOCS_ENABLED" (toString $c.docsEnabled) -}}
+{{- end -}}
 {{- if $c.forwardedAllowIps -}}
 {{- $_ := set $data "FORWARDED_ALLOW_IPS" $c.forwardedAllowIps -}}
 {{- end -}}

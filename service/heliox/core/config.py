@@ -9,21 +9,27 @@ each through :class:`ConfigError`, never with a secret in them.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL
+
+from heliox.core.urls import (
+    database_url,
+    database_url_problems,
+    normalize_database_url,
+    redis_url_problems,
+    redis_url_with_password,
+)
 
 # Variables that may come from a file via <NAME>_FILE (mounted Secrets).
 FILE_VARIABLES = ("DATABASE_URL", "DATABASE_PASSWORD", "REDIS_URL", "REDIS_PASSWORD")
 
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg"}
-_REDIS_SCHEMES = {"redis", "rediss", "unix"}
 
 
 class ConfigError(Exception):
@@ -44,41 +50,6 @@ def _split_list(value: Any) -> Any:
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
-
-
-def normalize_database_url(url: str) -> str:
-    """Map ``postgres://`` and ``postgresql://`` to the psycopg 3 driver; keep others as given."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError("is not a URL (expected postgresql://user:password@host:5432/db)")
-    if scheme in ("postgres", "postgresql"):
-        return f"postgresql+psycopg://{rest}"
-    return url
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-
-
-def _with_password(url: str, password: str) -> str:
-    parts = urlsplit(url)
-    user = quote(parts.username or "", safe="")
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{user}:{quote(password, safe='')}@{host}{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def default_sqlite_path() -> Path:
@@ -129,7 +100,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     access_log: bool = True
     access_log_quiet_paths: Annotated[list[str], NoDecode] = ["/health", "/health/db", "/metrics"]
-    docs_enabled: bool = True
+    # None: on in development, off in staging and production (see serve_api_docs).
+    docs_enabled: bool | None = None
 
     web_concurrency: int = Field(1, ge=1)
     port: int = Field(8000, ge=1, le=65535)
@@ -168,15 +140,9 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in _REDIS_SCHEMES:
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        try:
-            parts.port  # noqa: B018 - parsing it is the check
-        except ValueError:
-            raise ValueError("the port is not a number from 1 to 65535") from None
+        problems = [] if value is None else redis_url_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     # -- derived values --------------------------------------------------------------------
@@ -186,65 +152,34 @@ class Settings(BaseSettings):
         return self.env == "development"
 
     @property
-    def effective_database_url(self) -> str:
-        """DATABASE_URL with DATABASE_PASSWORD applied, or the development SQLite file."""
+    def serve_api_docs(self) -> bool:
+        """/docs, /redoc and /openapi.json: DOCS_ENABLED when set, else in development only (the
+        document maps every route and body for whoever asks)."""
+        if self.docs_enabled is None:
+            return self.is_development
+        return self.docs_enabled
+
+    @property
+    def effective_database_url(self) -> URL:
+        """DATABASE_URL with DATABASE_PASSWORD applied, or the development SQLite file; as
+        SQLAlchemy's URL (``str()`` of it masks the password)."""
         if self.database_url is None:
-            return f"sqlite:///{default_sqlite_path()}"
-        if self.database_password is not None:
-            return _with_password(self.database_url, self.database_password.get_secret_value())
-        return self.database_url
+            return URL.create("sqlite", database=str(default_sqlite_path()))
+        secret = self.database_password
+        return database_url(
+            self.database_url, None if secret is None else secret.get_secret_value()
+        )
 
     @property
     def effective_redis_url(self) -> str | None:
+        """REDIS_URL with REDIS_PASSWORD applied."""
         if self.redis_url is None or self.redis_password is None:
             return self.redis_url
-        return _with_password(self.redis_url, self.redis_password.get_secret_value())
+        return redis_url_with_password(self.redis_url, self.redis_password.get_secret_value())
 
     @property
     def database_is_postgres(self) -> bool:
         return self.database_url is not None and self.database_url.startswith("postgresql+")
-
-
-_EXPECTED_URL = "expected postgresql://user:password@host:5432/dbname"
-_HOST_CHARS = re.compile(r"[A-Za-z0-9._%:,-]+")  # names, IPv4, IPv6 (no brackets), zone, lists
-
-
-def database_url_problems(url: str) -> list[str]:
-    """What is wrong with a (normalized) DATABASE_URL, one phrase each, the password never shown.
-
-    Parsed the way the engine will parse it (SQLAlchemy's ``make_url``), so a URL that passes
-    here is one ``create_engine`` accepts, with the host, port and database it will use.
-    """
-    from sqlalchemy.engine import make_url  # noqa: PLC0415 - heavy; only when validating
-    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return [f"not a valid URL ({_EXPECTED_URL})"]
-    except ValueError:  # int(port) failed: the text after the host's ':' is not a number
-        return [
-            "the port is not a number (expected host:5432; an IPv6 address goes in brackets, "
-            "[::1]:5432)"
-        ]
-    if parsed.get_backend_name() != "postgresql":
-        return []
-    host = parsed.host or ""
-    if "@" in host:
-        # make_url ends the password at its first '@': the rest became the "host".
-        return [
-            "'@' in the user name or password must be percent-encoded as %40 (or put the "
-            "password in DATABASE_PASSWORD)"
-        ]
-    problems: list[str] = []
-    if host and not _HOST_CHARS.fullmatch(host):
-        problems.append(
-            "the host name has characters a host name cannot have (reserved characters in the "
-            "password, such as / ? # @, must be percent-encoded)"
-        )
-    if parsed.port is not None and not 1 <= parsed.port <= 65535:
-        problems.append(f"port {parsed.port} is out of range (1-65535)")
-    return problems
 
 
 def _policy_problems(settings: Settings) -> list[str]:

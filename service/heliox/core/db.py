@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
-from heliox.core.config import Settings, mask_url
+from heliox.core.config import Settings
 from heliox.core.errors import DatabaseUnavailable
 
 logger = logging.getLogger("heliox.db")
@@ -69,7 +69,7 @@ def create_db_engine(
     ``statement_timeout_ms`` is given; 0 = none) and, when ``lock_timeout_ms`` is given,
     ``lock_timeout``. The migration runner passes its own (no statement timeout).
     """
-    sa_url = make_url(url or settings.effective_database_url)
+    sa_url = make_url(url) if url else settings.effective_database_url
     if sa_url.get_backend_name() == "sqlite":
         if sa_url.database and sa_url.database != ":memory:":
             Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,7 @@ class Database:
 
     @property
     def display_url(self) -> str:
-        return mask_url(self.engine.url.render_as_string(hide_password=False))
+        return self.engine.url.render_as_string(hide_password=True)
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` with its own session in a worker thread, committing on success.

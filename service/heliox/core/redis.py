@@ -19,7 +19,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from heliox.core.config import Settings, mask_url
+from heliox.core.config import Settings
+from heliox.core.urls import mask_redis_url
 
 logger = logging.getLogger("heliox.redis")
 
@@ -32,7 +33,7 @@ class RedisUnavailable(Exception):
 
 class RedisClient:
     def __init__(self, url: str, settings: Settings) -> None:
-        self.display_url = mask_url(url)
+        self.display_url = mask_redis_url(url)
         # No retries inside redis-py: one attempt per call, bounded by the socket timeouts.
         self.redis: Redis = Redis.from_url(
             url,
