@@ -54,6 +54,34 @@ def test_commands(postgres_server: PostgresServer, empty_database_url: str) -> N
     assert run_migrate(url, "upgrade").returncode == 0
 
 
+class Stderr:
+    """A running process's stderr, read line by line in a thread, so a test can wait for a line
+    (a fixed sleep is too short on a loaded machine: the runner's start alone can take 2 s)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        self.lines: list[str] = []
+        self._stream = proc.stderr
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no {text!r} within {timeout}s:\n{''.join(self.lines)}")
+
+    def text(self, timeout: float = 60) -> str:
+        self._reader.join(timeout)
+        return "".join(self.lines)
+
+
 def test_concurrent_upgrades_serialize_and_both_succeed(
     postgres_server: PostgresServer, empty_database_url: str
 ) -> None:
@@ -70,19 +98,22 @@ def test_concurrent_upgrades_serialize_and_both_succeed(
         subprocess.Popen(
             [*command, "upgrade"],
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
-    time.sleep(3)  # both are up and polling the lock
+    errs = [Stderr(run) for run in runs]
+    for err in errs:  # both are up and polling the lock
+        err.wait_for("another migration run holds the lock; waiting for it")
     assert all(run.poll() is None for run in runs)
     holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     holder.close()
-    outputs = [run.communicate(timeout=60) for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
-    stderr = [err for _, err in outputs]
+    for run in runs:
+        run.wait(timeout=60)
+    stderr = [err.text() for err in errs]
+    assert [run.returncode for run in runs] == [0, 0], stderr
     assert all("another migration run holds the lock; waiting for it" in err for err in stderr)
     # Exactly one of them applied the revision; the other found the schema at head.
     assert sum("Running upgrade  -> 0001" in err for err in stderr) == 1
@@ -248,12 +279,14 @@ def test_upgrade_waits_for_a_database_that_comes_up_late() -> None:
         run = subprocess.Popen(
             [*MIGRATE_COMMAND, "--db-wait", "30", "upgrade"],
             env={**os.environ, "DATABASE_URL": url, "ENV": "production"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(2)
+        err = Stderr(run)
+        err.wait_for('message="waiting for the database"')
         assert run.poll() is None  # still waiting
         server.start()
-        _, stderr = run.communicate(timeout=60)
+        run.wait(timeout=60)
+        stderr = err.text()
         assert run.returncode == 0, stderr
         assert 'message="waiting for the database"' in stderr
         assert "Running upgrade  -> 0001" in stderr
