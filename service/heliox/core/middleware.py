@@ -2,18 +2,20 @@
 
 Request ID, security headers, body size limit, shared rate limit, the 500 error body for
 unhandled exceptions (with CORS headers for an allowed Origin on the errors answered here),
-metrics and the access log live in a single layer: each extra ASGI layer
-costs a few percent of throughput, and this path is what /health is benchmarked on. Each
-concern's logic is in its own module (requestid, ratelimit, metrics, errors); this class only
-sequences them.
+499 for a request whose client went away, metrics and the access log live in a single layer:
+each extra ASGI layer costs a few percent of throughput, and this path is what /health is
+benchmarked on. Each concern's logic is in its own module (requestid, ratelimit, metrics,
+errors); this class only sequences them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heliox.core import metrics
@@ -29,6 +31,15 @@ logger = logging.getLogger("heliox.errors")
 access_logger = logging.getLogger("heliox.access")
 
 _DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json")
+
+# nginx's "client closed request": the request ended with nobody left to read an answer. Not a
+# server error, and nothing is sent.
+CLIENT_CLOSED_REQUEST = 499
+# How such a request ends: cancelled (what a server does to a request whose client has gone;
+# uvicorn only cancels requests still running past its graceful shutdown timeout), or the app
+# read the client's disconnect (Starlette's ClientDisconnect; errors.py unwraps the 400 that
+# FastAPI makes of one met while reading the body).
+CLIENT_GONE = (asyncio.CancelledError, ClientDisconnect)
 
 
 def _security_headers(
@@ -167,6 +178,11 @@ class HelioxMiddleware:
             if started:
                 raise
             await _send_error(send_with_headers, 413, exc.detail, extra=self._cors_headers(origin))
+        except CLIENT_GONE as exc:
+            if not started:
+                status = CLIENT_CLOSED_REQUEST
+            if isinstance(exc, asyncio.CancelledError):
+                raise  # the cancellation must go on; a disconnect needs nothing more
         except Exception as exc:
             if started:
                 logger.exception("unhandled error after the response started")
