@@ -23,7 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from heliox.app import create_app
 from heliox.core import metrics
 from heliox.core.config import Settings
-from heliox.core.middleware import HelioxMiddleware
+from heliox.core.middleware import HelioxMiddleware, client_disconnected
 from heliox.core.resources import Resources
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -150,6 +150,58 @@ def test_cancelled_request_is_a_499_and_the_cancellation_goes_on(
     (line,) = _access_lines(caplog)
     assert line.status == 499
     assert _errors(caplog) == []
+
+
+def test_cancelled_while_the_client_still_waits_stays_a_500(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn cancels a request still running past its graceful shutdown timeout and answers
+    it 500 itself: that client did not leave, and the record says what it got."""
+    middleware = _middleware(settings, _handler_waits_until_cancelled)
+    before = {s: _requests("GET", metrics.UNMATCHED_ROUTE, s) for s in (499, 500)}
+
+    async def scenario() -> tuple[_Client, asyncio.Task[None]]:
+        client = _Client()
+        call = asyncio.create_task(middleware(_scope("GET", "/slow"), client.receive, client.send))
+        await asyncio.sleep(0.01)
+        call.cancel()  # the client is still connected
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        return client, call
+
+    client, call = asyncio.run(scenario())
+    assert call.cancelled()
+    assert client.sent == []  # the server answers, not this layer
+    assert _requests("GET", metrics.UNMATCHED_ROUTE, 500) == before[500] + 1
+    assert _requests("GET", metrics.UNMATCHED_ROUTE, 499) == before[499]
+    (line,) = _access_lines(caplog)
+    assert line.status == 500
+
+
+def test_client_disconnected_answers_without_waiting() -> None:
+    async def scenario() -> list[bool]:
+        async def gone() -> Message:
+            return {"type": "http.disconnect"}
+
+        async def body() -> Message:
+            return {"type": "http.request", "body": b"x", "more_body": True}
+
+        still_there = asyncio.Event()
+
+        async def waits() -> Message:
+            await still_there.wait()
+            return {"type": "http.disconnect"}
+
+        async def broken() -> Message:
+            raise RuntimeError("receive after the response")
+
+        answers = [client_disconnected(r) for r in (gone, body, waits, broken)]
+        await asyncio.sleep(0)
+        still_there.set()  # nothing was left waiting on it
+        await asyncio.sleep(0)
+        return answers
+
+    assert asyncio.run(scenario()) == [True, False, False, False]
 
 
 def test_disconnect_read_by_the_app_is_a_499(

@@ -35,11 +35,27 @@ _DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json")
 # nginx's "client closed request": the request ended with nobody left to read an answer. Not a
 # server error, and nothing is sent.
 CLIENT_CLOSED_REQUEST = 499
-# How such a request ends: cancelled (what a server does to a request whose client has gone;
-# uvicorn only cancels requests still running past its graceful shutdown timeout), or the app
-# read the client's disconnect (Starlette's ClientDisconnect; errors.py unwraps the 400 that
-# FastAPI makes of one met while reading the body).
-CLIENT_GONE = (asyncio.CancelledError, ClientDisconnect)
+
+
+def client_disconnected(receive: Receive) -> bool:
+    """Whether the server already holds this request's ``http.disconnect``: ``receive()``
+    returns it without waiting.
+
+    Asked only of a cancelled request, to tell a client that left (servers cancel such a
+    request) from a cancellation with the client still there (uvicorn cancels a request still
+    running past its graceful shutdown timeout and answers it 500 itself). It may consume a body
+    chunk nobody will read any more.
+    """
+    pending = receive().__await__()
+    try:
+        pending.send(None)
+    except StopIteration as done:
+        message = done.value
+        return isinstance(message, dict) and message.get("type") == "http.disconnect"
+    except Exception:  # a server that will not receive now cannot say; never mask the cancel
+        return False
+    pending.close()  # it would wait for the client: still connected
+    return False
 
 
 def _security_headers(
@@ -178,11 +194,15 @@ class HelioxMiddleware:
             if started:
                 raise
             await _send_error(send_with_headers, 413, exc.detail, extra=self._cors_headers(origin))
-        except CLIENT_GONE as exc:
+        except asyncio.CancelledError:
+            if not started and client_disconnected(receive):
+                status = CLIENT_CLOSED_REQUEST
+            raise  # the cancellation must go on (500 stays for one the client still waits on)
+        except ClientDisconnect:
+            # The app read the client's disconnect (errors.py unwraps the 400 FastAPI makes of
+            # one met while reading the body): nobody to answer.
             if not started:
                 status = CLIENT_CLOSED_REQUEST
-            if isinstance(exc, asyncio.CancelledError):
-                raise  # the cancellation must go on; a disconnect needs nothing more
         except Exception as exc:
             if started:
                 logger.exception("unhandled error after the response started")
