@@ -20,11 +20,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from heliox.core.metrics import FLUSH_INTERVAL_SECONDS
 from tests.servers import GunicornServer
 
-SETTLE = FLUSH_INTERVAL_SECONDS + 0.5  # every worker has written its pool figures since
+# Each worker writes its pool figures once a flush interval; the grace is for a loaded machine
+# (a worker not scheduled in time). Before the fix they were written only at a scrape: never.
+PUBLISHED_WITHIN = FLUSH_INTERVAL_SECONDS + 4
 
 
 def _server_end_inode(server_port: int, client_port: int) -> str | None:
@@ -146,6 +149,30 @@ class _Held:
         return statuses
 
 
+def _own_checked_out(server: GunicornServer, pid: int) -> float | None:
+    """What one worker has written to its own gauge file (None: nothing yet)."""
+    path = Path(server.env["PROMETHEUS_MULTIPROC_DIR"]) / f"gauge_livesum_{pid}.db"
+    if not path.exists():
+        return None
+    for metric in MultiProcessCollector.merge([str(path)], accumulate=False):
+        if metric.name == "heliox_db_pool_checked_out":
+            return sum(sample.value for sample in metric.samples)
+    return None
+
+
+def _wait_until_published(server: GunicornServer, held: _Held) -> None:
+    """Until every worker's own file shows what it holds now, without any scrape."""
+    deadline = time.monotonic() + PUBLISHED_WITHIN
+    while True:
+        own = {pid: _own_checked_out(server, pid) for pid in server.worker_pids()}
+        if all(value == held.count(pid) for pid, value in own.items()):
+            return
+        assert time.monotonic() < deadline, (
+            f"pool figures not written within {PUBLISHED_WITHIN}s: {own}, held {held.by_worker}"
+        )
+        time.sleep(0.05)
+
+
 def _wait_for_lock_waiters(database_url: str, count: int, timeout: float = 15) -> None:
     dbname = database_url.rsplit("/", 1)[1]
     deadline = time.monotonic() + timeout
@@ -194,13 +221,13 @@ def test_every_scrape_reports_every_workers_pool(server: GunicornServer, databas
             assert held.count() < 20, f"one worker took every connection: {held.by_worker}"
             held.add()
         _wait_for_lock_waiters(database_url, held.count())
-        time.sleep(SETTLE)
+        _wait_until_published(server, held)
         for worker, gauges in _scrapes_from_every_worker(server):
             assert gauges["checked_out"] == held.count(), (worker, gauges, held.by_worker)
         locker.commit()
     assert set(held.finish(alive=lambda _pid: True)) == {200}
 
-    time.sleep(SETTLE)
+    _wait_until_published(server, held)  # nothing held any more
     for worker, gauges in _scrapes_from_every_worker(server):
         assert gauges["checked_out"] == 0, (worker, gauges)
         assert gauges["size"] == 10, "5 per worker, 2 workers"
@@ -221,7 +248,7 @@ def test_a_killed_workers_connections_are_not_counted(
             assert held.count() < 20, f"one worker took every connection: {held.by_worker}"
             held.add()
         _wait_for_lock_waiters(database_url, held.count())
-        time.sleep(SETTLE)
+        _wait_until_published(server, held)
         assert _scrape(server)[1]["checked_out"] == held.count()
 
         os.kill(victim, signal.SIGKILL)
@@ -229,7 +256,9 @@ def test_a_killed_workers_connections_are_not_counted(
         while victim in server.worker_pids() or len(server.worker_pids()) < 2:
             assert time.monotonic() < deadline, "worker not replaced"
             time.sleep(0.1)
-        time.sleep(SETTLE)
+        assert not (
+            Path(server.env["PROMETHEUS_MULTIPROC_DIR"]) / f"gauge_livesum_{victim}.db"
+        ).exists()
         for worker, gauges in _scrapes_from_every_worker(server):
             assert gauges["checked_out"] == held.count(survivor), (worker, gauges)
         locker.commit()
