@@ -23,7 +23,8 @@ from starlette.types import Message, Receive, Scope, Send
 from heliox.app import create_app
 from heliox.core import metrics
 from heliox.core.config import Settings
-from heliox.core.middleware import HelioxMiddleware, client_disconnected
+from heliox.core.disconnect import client_disconnected
+from heliox.core.middleware import HelioxMiddleware
 from heliox.core.resources import Resources
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]

@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heliox.core import metrics
+from heliox.core.disconnect import CLIENT_CLOSED_REQUEST, client_disconnected
 from heliox.core.errors import PayloadTooLarge, error_bytes
 from heliox.core.logging import request_id_var
 from heliox.core.requestid import pick_request_id
@@ -31,31 +32,6 @@ logger = logging.getLogger("heliox.errors")
 access_logger = logging.getLogger("heliox.access")
 
 _DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json")
-
-# nginx's "client closed request": the request ended with nobody left to read an answer. Not a
-# server error, and nothing is sent.
-CLIENT_CLOSED_REQUEST = 499
-
-
-def client_disconnected(receive: Receive) -> bool:
-    """Whether the server already holds this request's ``http.disconnect``: ``receive()``
-    returns it without waiting.
-
-    Asked only of a cancelled request, to tell a client that left (servers cancel such a
-    request) from a cancellation with the client still there (uvicorn cancels a request still
-    running past its graceful shutdown timeout and answers it 500 itself). It may consume a body
-    chunk nobody will read any more.
-    """
-    pending = receive().__await__()
-    try:
-        pending.send(None)
-    except StopIteration as done:
-        message = done.value
-        return isinstance(message, dict) and message.get("type") == "http.disconnect"
-    except Exception:  # a server that will not receive now cannot say; never mask the cancel
-        return False
-    pending.close()  # it would wait for the client: still connected
-    return False
 
 
 def _security_headers(
