@@ -82,6 +82,10 @@ def test_redis_statefulset_aof_and_password(helm: str) -> None:
     assert "appendonly yes" in conf
     assert "appendfsync everysec" in conf
     assert "dir /data" in conf
+    # Only keys with a TTL are evicted: the cache's generation keys have none and must stay
+    # (tests/integration/test_cache_eviction.py shows the API correct without it, too).
+    assert "\nmaxmemory 160mb\n" in conf
+    assert "\nmaxmemory-policy volatile-lru\n" in conf
     assert "requirepass" not in conf  # the password stays in the Secret
     script = redis["command"][2]
     assert "requirepass" in script
@@ -89,6 +93,12 @@ def test_redis_statefulset_aof_and_password(helm: str) -> None:
     assert "$REDIS_PASSWORD" in script
     assert mounts(redis)["/data"] == "data"
     assert volumes(sts)["run"]["emptyDir"]["medium"] == "Memory"
+
+
+def test_redis_eviction_policy_is_a_value(helm: str) -> None:
+    sets = {"redis.maxmemoryPolicy": "allkeys-lru", "redis.maxmemory": "64mb"}
+    conf = render(helm, sets=sets).get("ConfigMap", REDIS)["data"]["redis.conf"]
+    assert "\nmaxmemory 64mb\nmaxmemory-policy allkeys-lru\n" in conf
 
 
 def _pod_annotations(sts):

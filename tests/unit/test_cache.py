@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from heliox.core import cache as cache_module
 from heliox.core.cache import Cache
 from heliox.core.redis import RedisClient
 from heliox.core.resources import _retry_invalidations
@@ -21,7 +23,8 @@ class _Pool:
 
 
 class FakeRedis:
-    """GET/SET/INCR in a dict; ``up = False`` makes every command fail like a dead server."""
+    """GET/SET and the cache's two scripts in a dict; ``up = False`` makes every command fail
+    like a dead server. The scripts are recorded as BUMP and START."""
 
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
@@ -29,6 +32,7 @@ class FakeRedis:
         self.commands: list[str] = []
         self.connection_pool = _Pool()
         self.gate: asyncio.Event | None = None
+        self.clock = 1_750_000_000_000_000  # the server's TIME in microseconds
 
     def _call(self, name: str) -> None:
         self.commands.append(name)
@@ -44,13 +48,29 @@ class FakeRedis:
         self.data[key] = value
         return True
 
-    async def incr(self, key: str) -> int:
-        self._call("INCR")
+    def _start(self) -> bytes:
+        self.clock += 1000
+        return str(self.clock).encode()
+
+    async def _bump(self, key: str) -> bytes:
+        self._call("BUMP")
         if self.gate is not None:  # the command is sent; its answer waits
             await self.gate.wait()
-        value = int(self.data.get(key, b"0")) + 1
-        self.data[key] = str(value).encode()
-        return value
+        current = self.data.get(key)
+        self.data[key] = self._start() if current is None else str(int(current) + 1).encode()
+        return self.data[key]
+
+    async def _start_generation(self, key: str) -> bytes:
+        self._call("START")
+        return self.data.setdefault(key, self._start())
+
+    def register_script(self, text: str) -> Callable[..., Awaitable[bytes]]:
+        run = {cache_module._BUMP: self._bump, cache_module._START: self._start_generation}[text]
+
+        async def script(keys: list[str], args: list[object] | None = None) -> bytes:
+            return await run(keys[0])
+
+        return script
 
 
 def _cache(backoff: float) -> tuple[Cache, RedisClient, FakeRedis]:
@@ -87,7 +107,7 @@ def test_write_while_the_breaker_is_open_still_invalidates() -> None:
 
         db["item:1"] = b"new"
         await cache.invalidate(NS)  # tried past the breaker, and it succeeds
-        assert "INCR" in fake.commands
+        assert "BUMP" in fake.commands
         assert not cache.pending
         assert client.available  # a success closes the breaker
         assert await _read(cache, db) == (b"new", False)
@@ -115,7 +135,7 @@ def test_failed_invalidation_bypasses_the_cache_until_a_bump_succeeds() -> None:
 
         client._down_until = 0.0  # the backoff has passed
         assert await _read(cache, db) == (b"new", False)  # bump first, then a fresh miss
-        assert fake.commands[0] == "INCR"
+        assert fake.commands[0] == "BUMP"
         assert not cache.pending
         assert await _read(cache, db) == (b"new", True)
 
@@ -215,16 +235,44 @@ def test_a_bump_sent_before_a_failed_write_does_not_clear_its_mark() -> None:
         await asyncio.sleep(0.01)
         fake.up = False
         db["item:1"] = b"new"
-        await cache.invalidate(NS)  # write 2 commits after that INCR was sent; its bump fails
+        await cache.invalidate(NS)  # write 2 commits after that bump was sent; its bump fails
         fake.up = True
         fake.gate.set()
         sets = fake.commands.count("SET")
         assert await reader == (b"new", False)  # read from the database...
         assert fake.commands.count("SET") == sets  # ...and not filled
-        assert set(cache.pending) == {NS}  # the earlier INCR does not cover write 2
+        assert set(cache.pending) == {NS}  # the earlier bump does not cover write 2
         fake.gate = None
         await cache.flush_pending()
         assert not cache.pending
         assert await _read(cache, db) == (b"new", False)
+
+    _run(scenario())
+
+
+def _generations(fake: FakeRedis) -> set[str]:
+    """The generations that cached entries were written under."""
+    return {key.split(":")[2] for key in fake.data if key != "heliox:items:gen"}
+
+
+def test_a_lost_generation_starts_afresh_for_readers_and_writers() -> None:
+    """Redis lost the key (an eviction): neither a read nor a write reuses an old generation."""
+
+    async def scenario() -> None:
+        cache, _client, fake = _cache(backoff=0)
+        db = {"item:1": b"old"}
+        assert await _read(cache, db) == (b"old", False)
+        assert fake.commands[:2] == ["GET", "START"]  # no generation yet: started, not "0"
+        first = _generations(fake)
+
+        del fake.data["heliox:items:gen"]
+        assert await _read(cache, db) == (b"old", False)  # a fresh generation: a miss
+        del fake.data["heliox:items:gen"]
+        db["item:1"] = b"new"
+        await cache.invalidate(NS)
+        assert await _read(cache, db) == (b"new", False)
+        generations = _generations(fake)
+        assert len(generations) == 3  # one entry per generation: none was reused
+        assert first < generations
 
     _run(scenario())

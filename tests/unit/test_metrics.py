@@ -43,3 +43,20 @@ def test_the_flusher_writes_without_a_scrape() -> None:
         return _count() - before
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_the_flusher_writes_the_pool_figures_without_a_scrape() -> None:
+    figures = {"size": 5, "checked_out": 3, "checked_in": 2, "overflow": 0}
+
+    async def scenario() -> None:
+        task = asyncio.create_task(
+            metrics.flush_periodically(0.01, pool_status=lambda: dict(figures))
+        )
+        await asyncio.sleep(0.05)
+        figures["checked_out"] = 7
+        await asyncio.sleep(0.05)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert REGISTRY.get_sample_value("heliox_db_pool_checked_out") == 7
+    assert REGISTRY.get_sample_value("heliox_db_pool_size") == 5

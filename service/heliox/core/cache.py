@@ -5,6 +5,14 @@ so every cached read of that namespace (single items and list pages alike) is in
 once, and a reader that raced a write can only have filled a key nobody reads any more.
 Every method degrades to "no cache" when Redis is unavailable.
 
+A generation never repeats, even when Redis loses its key (an eviction, a user's Redis with an
+``allkeys-*`` policy): a missing generation starts again from the Redis server's clock in
+microseconds, above every value it held before (those started from an earlier reading of that
+clock and grew by one per write, far fewer than one a microsecond), so no entry cached under an
+old generation is read again. Reads and writes start it in one Lua script each, atomically, so
+concurrent workers and replicas agree on one value; the clock is the server's, so theirs need
+not agree.
+
 A write's bump is always attempted, even while the breaker is open (a skipped bump would let
 readers serve the pre-write value for up to the TTL once Redis is back). When it fails, the
 namespace is marked *pending* in this process: its reads bypass the cache (no read, no fill)
@@ -20,6 +28,42 @@ from heliox.core.redis import RedisClient, RedisUnavailable
 
 logger = logging.getLogger("heliox.cache")
 
+# The server's clock (TIME: seconds, microseconds) as one integer string, built as text: Lua
+# numbers are doubles and Redis would format a large one in exponent notation.
+_CLOCK = """
+local now = redis.call('TIME')
+local start = now[1] .. string.format('%06d', tonumber(now[2]))
+"""
+# A write: one more than the current generation, or a fresh start if the key is gone.
+_BUMP = (
+    """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCR', KEYS[1]) end
+"""
+    + _CLOCK
+    + """
+redis.call('SET', KEYS[1], start)
+return start
+"""
+)
+# A read that found no generation: start one (or take the one a concurrent caller started).
+_START = (
+    """
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+"""
+    + _CLOCK
+    + """
+redis.call('SET', KEYS[1], start)
+return start
+"""
+)
+
+
+def generation_key(namespace: str) -> str:
+    # No TTL: it must outlive every entry cached under it (the chart's Redis evicts only keys
+    # with a TTL, volatile-lru; on any other policy the fresh start above keeps it safe).
+    return f"heliox:{namespace}:gen"
+
 
 class Cache:
     def __init__(self, client: RedisClient | None, ttl_seconds: int) -> None:
@@ -28,22 +72,29 @@ class Cache:
         # Namespaces written to while their generation could not be bumped, with a count of
         # such failures: only a bump sent after the latest of them covers every write.
         self.pending: dict[str, int] = {}
+        if client is not None:
+            self._bump_script = client.redis.register_script(_BUMP)
+            self._start_script = client.redis.register_script(_START)
 
-    async def _generation(self, namespace: str) -> bytes:
+    async def _generation(self, namespace: str) -> str:
         assert self.client is not None
-        value = await self.client.run(lambda r: r.get(f"heliox:{namespace}:gen"))
-        return value if isinstance(value, bytes) else b"0"
+        key = generation_key(namespace)
+        value = await self.client.run(lambda r: r.get(key))
+        if value is None:  # never written, or evicted: start above every earlier value
+            value = await self.client.run(lambda _r: self._start_script(keys=[key]))
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     async def _bump(self, namespace: str, *, force: bool) -> bool:
-        """INCR the generation; a success clears the pending mark if no write failed meanwhile."""
+        """Bump the generation; a success clears the pending mark if no write failed meanwhile."""
         assert self.client is not None
         failures = self.pending.get(namespace)
+        key = generation_key(namespace)
         try:
-            await self.client.run(lambda r: r.incr(f"heliox:{namespace}:gen"), force=force)
+            await self.client.run(lambda _r: self._bump_script(keys=[key]), force=force)
         except RedisUnavailable:
             return False
         # A write whose own bump failed while this one was in flight may have committed after
-        # this INCR was sent: its mark stays for the next bump.
+        # this bump was sent: its mark stays for the next bump.
         if failures is not None and self.pending.get(namespace) == failures:
             del self.pending[namespace]
             logger.info("pending cache invalidation applied", extra={"ns": namespace})
@@ -60,7 +111,7 @@ class Cache:
             if namespace in self.pending:
                 return None, None
         try:
-            generation = (await self._generation(namespace)).decode()
+            generation = await self._generation(namespace)
             full_key = f"heliox:{namespace}:g{generation}:{key}"
             value = await self.client.run(lambda r: r.get(full_key))
         except RedisUnavailable:

@@ -18,6 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from heliox.core.logging import request_id_var
@@ -90,6 +91,10 @@ def error_response(
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI reports a client that left while its body was read as a 400 ("error parsing
+        # the body"): not the request's fault, and nobody to answer. The middleware records it.
+        raise exc.__cause__
     detail = exc.detail
     details: dict[str, Any] | None = None
     if isinstance(detail, str):

@@ -3,6 +3,9 @@
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py) before any worker imports
 prometheus_client, so every worker writes its samples to files there and a scrape of any
 worker aggregates them all; dead workers are marked in gunicorn's ``child_exit`` hook.
+Every worker writes its request samples and its pool figures once a flush interval (lifespan's
+flusher) and when it answers a scrape, so a scrape answered by any worker is at most that old
+for the others.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from bisect import bisect_left
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -36,7 +40,8 @@ LATENCY = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-# livesum: the pool figures of all live workers add up to the pod's.
+# livesum: the pool figures of all live workers add up to the pod's; a dead worker's file is
+# removed by child_exit (gunicorn.conf.py), so its last figures are not counted.
 POOL_GAUGES = {
     name: Gauge(f"heliox_db_pool_{name}", help_text, multiprocess_mode="livesum")
     for name, help_text in (
@@ -121,13 +126,21 @@ def flush() -> None:
         series.flush()
 
 
-async def flush_periodically(interval: float = FLUSH_INTERVAL_SECONDS) -> None:
+async def flush_periodically(
+    interval: float = FLUSH_INTERVAL_SECONDS,
+    *,
+    pool_status: Callable[[], Mapping[str, int]] | None = None,
+) -> None:
+    """Flush the batched samples and, with ``pool_status``, write this worker's pool figures:
+    each worker's, not only the scraped one's, must be current when any of them is scraped."""
     while True:
         await asyncio.sleep(interval)
+        if pool_status is not None:
+            set_pool_figures(pool_status())
         flush()
 
 
-def set_pool_figures(figures: dict[str, int]) -> None:
+def set_pool_figures(figures: Mapping[str, int]) -> None:
     for name, value in figures.items():
         gauge = POOL_GAUGES.get(name)
         if gauge is not None:

@@ -2,21 +2,24 @@
 
 Request ID, security headers, body size limit, shared rate limit, the 500 error body for
 unhandled exceptions (with CORS headers for an allowed Origin on the errors answered here),
-metrics and the access log live in a single layer: each extra ASGI layer
-costs a few percent of throughput, and this path is what /health is benchmarked on. Each
-concern's logic is in its own module (requestid, ratelimit, metrics, errors); this class only
-sequences them.
+499 for a request whose client went away, metrics and the access log live in a single layer:
+each extra ASGI layer costs a few percent of throughput, and this path is what /health is
+benchmarked on. Each concern's logic is in its own module (requestid, ratelimit, metrics,
+errors); this class only sequences them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heliox.core import metrics
+from heliox.core.disconnect import CLIENT_CLOSED_REQUEST, client_disconnected
 from heliox.core.errors import PayloadTooLarge, error_bytes
 from heliox.core.logging import request_id_var
 from heliox.core.requestid import pick_request_id
@@ -167,6 +170,15 @@ class HelioxMiddleware:
             if started:
                 raise
             await _send_error(send_with_headers, 413, exc.detail, extra=self._cors_headers(origin))
+        except asyncio.CancelledError:
+            if not started and client_disconnected(receive):
+                status = CLIENT_CLOSED_REQUEST
+            raise  # the cancellation must go on (500 stays for one the client still waits on)
+        except ClientDisconnect:
+            # The app read the client's disconnect (errors.py unwraps the 400 FastAPI makes of
+            # one met while reading the body): nobody to answer.
+            if not started:
+                status = CLIENT_CLOSED_REQUEST
         except Exception as exc:
             if started:
                 logger.exception("unhandled error after the response started")

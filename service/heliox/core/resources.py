@@ -61,7 +61,9 @@ class Resources:
                     s.rate_limit_fail_open,
                 )
         self.cache = Cache(self.redis, s.cache_ttl_seconds)
-        self._metrics_flusher = asyncio.create_task(metrics.flush_periodically())
+        self._metrics_flusher = asyncio.create_task(
+            metrics.flush_periodically(pool_status=self._db.pool_status)
+        )
         if self.redis is not None:
             self._cache_flusher = asyncio.create_task(_retry_invalidations(self.cache))
         logger.info(
