@@ -24,7 +24,7 @@ class _Pool:
 
 class FakeRedis:
     """GET/SET and the cache's two scripts in a dict; ``up = False`` makes every command fail
-    like a dead server. The scripts are recorded as BUMP and START."""
+    like a dead server. The scripts are recorded as BUMP and READ."""
 
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
@@ -60,15 +60,18 @@ class FakeRedis:
         self.data[key] = self._start() if current is None else str(int(current) + 1).encode()
         return self.data[key]
 
-    async def _start_generation(self, key: str) -> bytes:
-        self._call("START")
-        return self.data.setdefault(key, self._start())
+    async def _read(self, key: str, prefix: str, suffix: str) -> list[bytes | None]:
+        self._call("READ")
+        generation = self.data.setdefault(key, self._start())
+        return [generation, self.data.get(prefix + generation.decode() + suffix)]
 
-    def register_script(self, text: str) -> Callable[..., Awaitable[bytes]]:
-        run = {cache_module._BUMP: self._bump, cache_module._START: self._start_generation}[text]
-
-        async def script(keys: list[str], args: list[object] | None = None) -> bytes:
-            return await run(keys[0])
+    def register_script(self, text: str) -> Callable[..., Awaitable[Any]]:
+        async def script(keys: list[str], args: list[str] | None = None) -> Any:
+            if text == cache_module._BUMP:
+                return await self._bump(keys[0])
+            assert text == cache_module._READ, "a script the fake does not know"
+            assert args is not None
+            return await self._read(keys[0], args[0], args[1])
 
         return script
 
@@ -262,7 +265,7 @@ def test_a_lost_generation_starts_afresh_for_readers_and_writers() -> None:
         cache, _client, fake = _cache(backoff=0)
         db = {"item:1": b"old"}
         assert await _read(cache, db) == (b"old", False)
-        assert fake.commands[:2] == ["GET", "START"]  # no generation yet: started, not "0"
+        assert fake.commands[:1] == ["READ"]  # one round trip; no generation yet: started
         first = _generations(fake)
 
         del fake.data["heliox:items:gen"]

@@ -16,12 +16,14 @@ def get_resources(request: Request) -> Resources:
     return resources
 
 
-def get_database(request: Request) -> Database:
+# The dependencies are `async def`: FastAPI runs a plain `def` dependency in the thread pool, a
+# hand-off per dependency per request for what is an attribute lookup.
+async def get_database(request: Request) -> Database:
     """The session dependency: ``await db.run(fn)`` runs ``fn(session)`` in one transaction."""
     return get_resources(request).db
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     return get_resources(request).cache
 
 

@@ -42,7 +42,7 @@ async def list_items(
     cached, key = await cache.get(NAMESPACE, f"page:{offset}:{limit}")
     if cached is not None:
         return _cached(cached, hit=True)
-    page = await db.run(lambda s: repo.page(s, offset, limit))
+    page = await db.run(lambda s: repo.page(s, offset, limit), readonly=True)
     body = page.model_dump_json().encode()
     await cache.set(key, body)
     return _cached(body, hit=False)
@@ -53,7 +53,7 @@ async def get_item(item_id: ItemId, db: DB, cache: CacheDep) -> Response:
     cached, key = await cache.get(NAMESPACE, f"item:{item_id}")
     if cached is not None:
         return _cached(cached, hit=True)
-    item = await db.run(lambda s: repo.get(s, item_id))
+    item = await db.run(lambda s: repo.get(s, item_id), readonly=True)
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
     body = item.model_dump_json().encode()

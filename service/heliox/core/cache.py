@@ -45,16 +45,20 @@ redis.call('SET', KEYS[1], start)
 return start
 """
 )
-# A read that found no generation: start one (or take the one a concurrent caller started).
-_START = (
+# A read in one round trip: the generation (started if missing, as above) and the value cached
+# under it, whose key the script builds from it (a key it could not name in KEYS beforehand,
+# which a standalone Redis allows; Redis Cluster would need the namespace as a hash tag).
+_READ = (
     """
-local current = redis.call('GET', KEYS[1])
-if current then return current end
+local gen = redis.call('GET', KEYS[1])
+if not gen then
 """
     + _CLOCK
     + """
-redis.call('SET', KEYS[1], start)
-return start
+  redis.call('SET', KEYS[1], start)
+  gen = start
+end
+return {gen, redis.call('GET', ARGV[1] .. gen .. ARGV[2])}
 """
 )
 
@@ -74,15 +78,7 @@ class Cache:
         self.pending: dict[str, int] = {}
         if client is not None:
             self._bump_script = client.redis.register_script(_BUMP)
-            self._start_script = client.redis.register_script(_START)
-
-    async def _generation(self, namespace: str) -> str:
-        assert self.client is not None
-        key = generation_key(namespace)
-        value = await self.client.run(lambda r: r.get(key))
-        if value is None:  # never written, or evicted: start above every earlier value
-            value = await self.client.run(lambda _r: self._start_script(keys=[key]))
-        return value.decode() if isinstance(value, bytes) else str(value)
+            self._read_script = client.redis.register_script(_READ)
 
     async def _bump(self, namespace: str, *, force: bool) -> bool:
         """Bump the generation; a success clears the pending mark if no write failed meanwhile."""
@@ -110,13 +106,15 @@ class Cache:
             await self._bump(namespace, force=False)
             if namespace in self.pending:
                 return None, None
+        gen_key, prefix, suffix = generation_key(namespace), f"heliox:{namespace}:g", f":{key}"
         try:
-            generation = await self._generation(namespace)
-            full_key = f"heliox:{namespace}:g{generation}:{key}"
-            value = await self.client.run(lambda r: r.get(full_key))
+            generation, value = await self.client.run(
+                lambda _r: self._read_script(keys=[gen_key], args=[prefix, suffix])
+            )
         except RedisUnavailable:
             return None, None
-        return (value if isinstance(value, bytes) else None), full_key
+        gen = generation.decode() if isinstance(generation, bytes) else str(generation)
+        return (value if isinstance(value, bytes) else None), f"{prefix}{gen}{suffix}"
 
     async def set(self, full_key: str | None, value: bytes) -> None:
         if self.client is None or full_key is None:

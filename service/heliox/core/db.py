@@ -9,6 +9,7 @@ whole unit of work (a frozen server that still holds our sockets open).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as exc_mod
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
@@ -84,31 +86,88 @@ def create_db_engine(
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    engine = create_engine(
         sa_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=settings.db_pool_timeout,
         connect_args=_postgres_connect_args(settings, statement_timeout_ms, lock_timeout_ms),
     )
+    if settings.db_pool_pre_ping:
+        ping_idle_connections(engine, PING_AFTER_IDLE_SECONDS)
+    return engine
+
+
+# A connection back in the pool for less than this was working moments ago: checking it again
+# would cost a round trip per request for nothing (SQLAlchemy's pool_pre_ping pings every
+# checkout, a third of an uncached read's round trips). One idle for longer is pinged before use,
+# so after an outage the pool still replaces dead connections before a request sees them; one
+# that breaks during use is caught by SQLAlchemy's disconnect handling (the request gets a 503,
+# the pool drops every connection made before it).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+    """Pessimistic disconnect handling for connections idle more than ``idle_seconds``."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is not None and time.monotonic() - returned < idle_seconds:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            alive = not engine.dialect.is_disconnect(exc, dbapi_connection, None)
+            if alive:
+                raise
+        if not alive:
+            # The pool discards this connection and checks out another (a new one if needed).
+            raise exc_mod.DisconnectionError("connection lost while idle in the pool")
 
 
 class Database:
-    """The engine, a session factory, and a bounded way to run work on them."""
+    """The engine, a session factory, and a bounded way to run work on them.
 
-    def __init__(self, engine: Engine, request_timeout: float) -> None:
+    At most ``slots`` units of work run at once (the pool's size): more would take overflow
+    connections, which the pool opens for the burst and closes when they come back to a full
+    pool, so a steady load of more concurrent requests than ``slots`` opened and closed a
+    PostgreSQL session per request or so. Waiting requests wait here, on the event loop, for
+    ``pool_timeout`` at most, instead of in threads contending for the GIL. The overflow then
+    serves what runs beside request work (the readiness check) and units of work abandoned at
+    their deadline, whose threads still hold a connection.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        request_timeout: float,
+        slots: int | None = None,
+        pool_timeout: float | None = None,
+    ) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.request_timeout = request_timeout
+        pool = engine.pool
+        size = slots if slots is not None else (pool.size() if isinstance(pool, QueuePool) else 5)
+        self._slots = anyio.Semaphore(max(size, 1))
+        self._slot_timeout = pool_timeout if pool_timeout is not None else request_timeout
 
     @property
     def display_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
-    async def run(self, work: Callable[[Session], T]) -> T:
+    async def run(self, work: Callable[[Session], T], *, readonly: bool = False) -> T:
         """Run ``work`` with its own session in a worker thread, committing on success.
+
+        ``readonly`` work runs on an autocommit connection: no BEGIN and no COMMIT, one round
+        trip per statement. Under PostgreSQL's default READ COMMITTED each statement sees its
+        own snapshot inside a transaction too, so reads see nothing different.
 
         The deadline bounds the caller even when the thread is stuck on a frozen server: the
         thread is abandoned (its connection is reclaimed by keepalives or when the server
@@ -116,15 +175,34 @@ class Database:
         """
 
         def unit_of_work() -> T:
+            if readonly:
+                with self.sessions() as session:
+                    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                    return work(session)
             with self.sessions.begin() as session:
                 return work(session)
 
         try:
             with anyio.fail_after(self.request_timeout):
-                return await anyio.to_thread.run_sync(unit_of_work, abandon_on_cancel=True)
+                await self._take_slot()
+                try:
+                    return await anyio.to_thread.run_sync(unit_of_work, abandon_on_cancel=True)
+                finally:
+                    self._slots.release()
         except TimeoutError:
             raise DatabaseUnavailable(
                 f"no answer from the database within {self.request_timeout:g}s"
+            ) from None
+
+    async def _take_slot(self) -> None:
+        """A slot for one unit of work, waited for at most ``pool_timeout`` (then 503, as
+        an exhausted pool would answer)."""
+        try:
+            with anyio.fail_after(self._slot_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"no database connection free within {self._slot_timeout:g}s"
             ) from None
 
     def ping(self) -> None:

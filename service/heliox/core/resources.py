@@ -48,7 +48,9 @@ class Resources:
 
     async def start(self) -> None:
         s = self.settings
-        self._db = Database(create_db_engine(s), s.db_request_timeout)
+        self._db = Database(
+            create_db_engine(s), s.db_request_timeout, s.db_pool_size, s.db_pool_timeout
+        )
         self._health = DbHealth(self._db, s.health_db_timeout, s.health_db_cache_seconds)
         redis_url = s.effective_redis_url
         if redis_url is not None:
