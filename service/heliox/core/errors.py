@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from heliox.core.allow import allowed_methods
 from heliox.core.logging import request_id_var
 
 logger = logging.getLogger("heliox.errors")
@@ -100,6 +101,18 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, details, exc.headers)
 
 
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 with the path's full ``Allow``; OPTIONS on a known path is answered, not refused.
+
+    OPTIONS asks which methods a resource supports (RFC 9110, 9.3.7): 204 with ``Allow`` answers
+    it. CORS preflights never get here: CORSMiddleware, when on, answers them before routing.
+    """
+    allow = {"Allow": ", ".join(allowed_methods(request.app.routes, request.scope))}
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers=allow)
+    return error_response(405, HTTPStatus.METHOD_NOT_ALLOWED.phrase, None, allow)
+
+
 def _clean_validation_error(error: dict[str, Any]) -> dict[str, Any]:
     # The raw input can be large or sensitive; the location and message say enough.
     return {key: error[key] for key in ("type", "loc", "msg") if key in error}
@@ -143,6 +156,7 @@ DATABASE_OUTAGE_ERRORS: tuple[type[Exception], ...] = (
 
 def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(405, _method_not_allowed)  # by status: before the class handler
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.DataError, _data_error)
     for exc_type in DATABASE_OUTAGE_ERRORS:
