@@ -10,6 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from heliox import __version__
 from heliox.api import health, items
+from heliox.api.openapi import install_openapi
 from heliox.core.config import Settings, get_settings
 from heliox.core.errors import install_exception_handlers
 from heliox.core.logging import configure_logging
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # included router as one more routing level, which costs the probe path about 12 us.
     health.add_routes(app)
     app.include_router(items.router)
+    install_openapi(app)  # completes the document from the routes, whenever they were added
 
     # Added last = outermost: CORS preflights also get request IDs, headers and metrics. The
     # errors HelioxMiddleware answers itself (413, 429, 500) never pass CORSMiddleware: it adds

@@ -11,17 +11,20 @@ import json
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from pydantic import ConfigDict, Field, with_config
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from typing_extensions import TypedDict  # pydantic reads TypedDicts only from here on 3.11
 
 from heliox.core.allow import allowed_methods
 from heliox.core.logging import request_id_var
+from heliox.core.requestid import SANE_PATTERN
 
 logger = logging.getLogger("heliox.errors")
 
@@ -39,6 +42,23 @@ ERROR_TYPES: dict[int, str] = {
     500: "internal_error",
     503: "service_unavailable",
 }
+
+
+# DESIGN.md's error body; the OpenAPI document's `Error` schema is made from this type, and its
+# docstring is that schema's description.
+@with_config(ConfigDict(extra="forbid", title="Error"))
+class ErrorBody(TypedDict):
+    """The body of every error answer (4xx, 5xx)."""
+
+    error: Annotated[
+        str,
+        Field(pattern="^[a-z][a-z0-9_]*$", description="Stable snake_case name of the error"),
+    ]
+    message: str
+    request_id: Annotated[
+        str, Field(pattern=f"^{SANE_PATTERN}$", description="Also in the X-Request-ID header")
+    ]
+    details: NotRequired[dict[str, Any]]
 
 
 class DatabaseUnavailable(Exception):
@@ -60,8 +80,8 @@ def error_type(status: int) -> str:
         return "error"
 
 
-def error_body(status: int, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def error_body(status: int, message: str, details: dict[str, Any] | None = None) -> ErrorBody:
+    body: ErrorBody = {
         "error": error_type(status),
         "message": message,
         "request_id": request_id_var.get(),
