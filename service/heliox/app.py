@@ -10,7 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from heliox import __version__
 from heliox.api import health, items
-from heliox.api.openapi import install_openapi
+from heliox.api.openapi import install_openapi, operation_id
 from heliox.core.config import Settings, get_settings
 from heliox.core.errors import install_exception_handlers
 from heliox.core.logging import configure_logging
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        generate_unique_id_function=operation_id,
     )
     app.state.resources = resources
     install_exception_handlers(app)

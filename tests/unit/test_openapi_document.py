@@ -1,5 +1,5 @@
 """The OpenAPI document says every status each operation can answer, with one error schema,
-the same for every setting (api/openapi.py)."""
+the same for every setting, and links the operations on an item (api/openapi.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 from fastapi import Depends, FastAPI, Query
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from heliox.api.answers import (
     ERROR_ANSWERS,
@@ -130,6 +131,43 @@ def test_a_new_status_is_one_entry() -> None:
 )
 def test_the_document_does_not_depend_on_the_settings(changes: dict[str, Any]) -> None:
     assert document(make_settings(**changes)) == document()
+
+
+def test_created_items_link_to_the_operations_on_them() -> None:
+    ops = operations(document())
+    ids = {op["operationId"] for op in ops.values()}
+    created = ops[("post", "/api/v1/items")]["responses"]["201"]["links"]
+    assert set(created) == {"get_item", "update_item", "delete_item"}
+    for link in created.values():
+        assert link["parameters"] == {"item_id": "$response.body#/id"}
+    deleted = ops[("delete", "/api/v1/items/{item_id}")]["responses"]["204"]["links"]
+    assert deleted["get_item"]["parameters"] == {"item_id": "$request.path.item_id"}
+    for op in ops.values():
+        for response in op["responses"].values():
+            for link in response.get("links", {}).values():
+                assert link["operationId"] in ids
+
+
+class Thing(BaseModel):
+    id: int
+
+
+def test_a_new_resource_of_the_same_shape_is_linked() -> None:
+    app = create_app(make_settings())
+
+    @app.post("/api/v1/things", status_code=201)
+    async def create_thing() -> Thing:
+        return Thing(id=1)
+
+    @app.get("/api/v1/things/{thing_id}")
+    async def get_thing(thing_id: int) -> Thing:
+        return Thing(id=thing_id)
+
+    ops = operations(app.openapi())
+    links = ops[("post", "/api/v1/things")]["responses"]["201"]["links"]
+    assert links == {
+        "get_thing": {"operationId": "get_thing", "parameters": {"thing_id": "$response.body#/id"}}
+    }
 
 
 def _error_schema_validator() -> jsonschema.Draft202012Validator:

@@ -3,8 +3,8 @@
 Built once from the app object, on first use (``app.openapi()``; ``/openapi.json`` serves it when
 DOCS_ENABLED, and nothing else reads it, so no request path pays for it). FastAPI writes each
 operation's parameters, body and success answer. This adds every error status that
-api/answers.py gives the operation's route, all with the one ``Error`` body schema, and the
-headers every answer carries.
+api/answers.py gives the operation's route, all with the one ``Error`` body schema, the headers
+every answer carries, and the links between the operations on a resource (api/links.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import TypeAdapter
 
 from heliox.api.answers import RETRY_AFTER, ErrorAnswer, RouteFacts, answers_for
+from heliox.api.links import add_links
 from heliox.core.errors import ErrorBody
 from heliox.core.requestid import SANE_PATTERN
 
@@ -39,6 +40,11 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "integer", "minimum": 0},
     },
 }
+
+
+def operation_id(route: APIRoute) -> str:
+    """The handler's name (``create_item``): what generated clients name their methods."""
+    return route.name
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -75,6 +81,7 @@ def complete(document: dict[str, Any], app: FastAPI) -> None:
     for name in _FASTAPI_ERROR_SCHEMAS:  # in order: the first one refers to the second
         if f'"{_SCHEMA_REF}{name}"' not in json.dumps(document):
             schemas.pop(name, None)
+    add_links(document)
 
 
 def _error_response(causes: list[ErrorAnswer]) -> dict[str, Any]:

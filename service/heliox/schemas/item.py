@@ -41,7 +41,11 @@ Description = Annotated[
 
 
 class ItemCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Examples show readers the shape, and give schemathesis' examples phase its requests.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Solar panel", "description": "400 W, mono"}]},
+    )
 
     name: Name
     description: Description | None = None
@@ -57,7 +61,10 @@ def _not_null_in_document(schema: dict[str, Any]) -> None:
 class ItemUpdate(BaseModel):
     """Partial update: only the fields sent are changed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"description": "450 W, mono"}, {"name": "Inverter"}]},
+    )
 
     # Optional, not nullable: pydantic's nullable type keeps one error per refused string.
     name: Name | None = Field(default=None, json_schema_extra=_not_null_in_document)
