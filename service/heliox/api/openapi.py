@@ -5,6 +5,9 @@ DOCS_ENABLED, and nothing else reads it, so no request path pays for it). FastAP
 operation's parameters, body and success answer. This adds every error status that
 api/answers.py gives the operation's route, all with the one ``Error`` body schema, the headers
 every answer carries, and the links between the operations on a resource (api/links.py).
+The reviewed copy is docs/openapi.json: ``make openapi`` rewrites it, a unit test compares.
+
+``python -m heliox.api.openapi`` prints the document.
 """
 
 from __future__ import annotations
@@ -93,3 +96,18 @@ def _error_response(causes: list[ErrorAnswer]) -> dict[str, Any]:
         "headers": headers,
         "content": {"application/json": {"schema": {"$ref": _SCHEMA_REF + ERROR_SCHEMA}}},
     }
+
+
+def render(document: dict[str, Any]) -> str:
+    """The snapshot's text: stable, reviewable, one key per line."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    from heliox.app import create_app
+    from heliox.core.config import Settings
+
+    # The document does not depend on the settings (a unit test holds it so); these keep a
+    # developer's environment (ENV=production without a database, say) out of the way.
+    settings = Settings(env="development", database_url="sqlite://", docs_enabled=True)
+    print(render(create_app(settings).openapi()), end="")
