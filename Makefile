@@ -60,7 +60,7 @@ test-image: venv ## image tier: Dockerfile lint and contract, its command run re
 	@if command -v go >/dev/null; then scripts/tools.sh helm; fi
 	$(BIN)/pytest tests/image
 
-test-reliability: venv ## reliability tier: reloads, outages and fuzzing under load
+test-reliability: venv ## reliability tier: reloads and outages under load, schemathesis against the OpenAPI document
 	$(BIN)/pytest bench/reliability
 
 test-cluster: venv ## cluster tier: real control plane from processes (etcd, apiserver, controllers, kwok)
