@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$(PATH)
 UV_LOCK_FLAGS := -q --universal --python-version 3.11 --generate-hashes
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run migrate test test-unit test-integration test-chart test-image test-reliability \
+.PHONY: help venv run migrate openapi test test-unit test-integration test-chart test-image test-reliability \
         test-cluster cluster-tools cluster-up cluster-down e2e images bench lint lock tools chart-docs \
         k8s-render dev-kind dev-kind-down clean
 
@@ -40,6 +40,9 @@ run: venv ## migrate the embedded SQLite database and serve on :8000 with reload
 migrate: venv ## apply migrations to DATABASE_URL (default: the embedded SQLite file)
 	$(BIN)/heliox-migrate upgrade
 
+openapi: venv ## rewrite docs/openapi.json, the reviewed snapshot of the OpenAPI document
+	$(BIN)/python -m heliox.api.openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json
+
 test: test-unit test-integration test-chart test-image test-reliability test-cluster ## every tier this machine can run (e2e: `make e2e`)
 
 test-unit: venv ## unit tier: Python only
@@ -57,7 +60,7 @@ test-image: venv ## image tier: Dockerfile lint and contract, its command run re
 	@if command -v go >/dev/null; then scripts/tools.sh helm; fi
 	$(BIN)/pytest tests/image
 
-test-reliability: venv ## reliability tier: reloads, outages and fuzzing under load
+test-reliability: venv ## reliability tier: reloads and outages under load, schemathesis against the OpenAPI document
 	$(BIN)/pytest bench/reliability
 
 test-cluster: venv ## cluster tier: real control plane from processes (etcd, apiserver, controllers, kwok)

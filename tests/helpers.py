@@ -31,3 +31,16 @@ def client_for(settings: Settings, **kwargs: Any) -> Iterator[TestClient]:
     """A TestClient around a fresh app; lifespan (engine, Redis) runs on enter and exit."""
     with TestClient(create_app(settings), raise_server_exceptions=False, **kwargs) as client:
         yield client
+
+
+ERROR_KEYS = {"error", "message", "request_id"}
+
+
+def assert_error_body(response: object, status: int, error: str) -> dict[str, object]:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert ERROR_KEYS <= body.keys() <= ERROR_KEYS | {"details"}
+    assert body["error"] == error
+    assert body["request_id"] == response.headers["x-request-id"]  # type: ignore[attr-defined]
+    assert "Traceback" not in response.text  # type: ignore[attr-defined]
+    return body  # type: ignore[no-any-return]

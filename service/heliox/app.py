@@ -10,6 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from heliox import __version__
 from heliox.api import health, items
+from heliox.api.openapi import install_openapi, operation_id
 from heliox.core.config import Settings, get_settings
 from heliox.core.errors import install_exception_handlers
 from heliox.core.logging import configure_logging
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        generate_unique_id_function=operation_id,
     )
     app.state.resources = resources
     install_exception_handlers(app)
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # included router as one more routing level, which costs the probe path about 12 us.
     health.add_routes(app)
     app.include_router(items.router)
+    install_openapi(app)  # completes the document from the routes, whenever they were added
 
     # Added last = outermost: CORS preflights also get request IDs, headers and metrics. The
     # errors HelioxMiddleware answers itself (413, 429, 500) never pass CORSMiddleware: it adds

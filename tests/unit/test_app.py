@@ -13,20 +13,8 @@ from sqlalchemy import exc as sa_exc
 from heliox.app import create_app
 from heliox.core.config import Settings
 from heliox.core.ratelimit import Decision
-from tests.helpers import client_for, make_settings
+from tests.helpers import assert_error_body, client_for, make_settings
 from tests.servers import free_port
-
-ERROR_KEYS = {"error", "message", "request_id"}
-
-
-def assert_error_body(response: object, status: int, error: str) -> dict[str, object]:
-    assert response.status_code == status, response.text  # type: ignore[attr-defined]
-    body = response.json()  # type: ignore[attr-defined]
-    assert ERROR_KEYS <= body.keys() <= ERROR_KEYS | {"details"}
-    assert body["error"] == error
-    assert body["request_id"] == response.headers["x-request-id"]  # type: ignore[attr-defined]
-    assert "Traceback" not in response.text  # type: ignore[attr-defined]
-    return body  # type: ignore[no-any-return]
 
 
 def test_health_touches_nothing(client: TestClient) -> None:

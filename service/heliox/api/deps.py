@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the database (unit-of-work runner) and the cache."""
+"""FastAPI dependencies: the database (unit-of-work runner), its readiness check, the cache.
+
+What a route depends on is also what the OpenAPI document reads to list its error answers
+(api/answers.py): a route that takes the database can answer 503 when it is down.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from fastapi import Depends, Request
 
 from heliox.core.cache import Cache
 from heliox.core.db import Database
+from heliox.core.health import DbHealth
 from heliox.core.resources import Resources
 
 
@@ -23,9 +28,14 @@ async def get_database(request: Request) -> Database:
     return get_resources(request).db
 
 
+async def get_db_health(request: Request) -> DbHealth:
+    return get_resources(request).health
+
+
 async def get_cache(request: Request) -> Cache:
     return get_resources(request).cache
 
 
 DB = Annotated[Database, Depends(get_database)]
+DbHealthDep = Annotated[DbHealth, Depends(get_db_health)]
 CacheDep = Annotated[Cache, Depends(get_cache)]

@@ -11,10 +11,11 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from heliox import __version__
-from heliox.api.deps import get_resources
+from heliox.api.deps import DbHealthDep, get_resources
 from heliox.core import metrics
 from heliox.core.errors import error_response
 from heliox.core.resources import NotStarted
+from heliox.schemas.health import Liveness, Readiness, ServiceInfo
 
 logger = logging.getLogger("heliox.health")
 
@@ -26,13 +27,12 @@ async def health() -> Response:
     return Response(_OK, media_type="application/json")
 
 
-async def health_db(request: Request) -> Any:
-    resources = get_resources(request)
-    ok, message = await resources.health.check()
+async def health_db(request: Request, db_health: DbHealthDep) -> Any:
+    ok, message = await db_health.check()
     if not ok:
         # The driver's message names the database host and port: only development shows it.
         # Elsewhere it goes to the log, on a line with this response's request ID.
-        if resources.settings.is_development:
+        if get_resources(request).settings.is_development:
             public = f"Database unavailable: {message}"
         else:
             logger.warning("database check failed", extra={"detail": message})
@@ -59,16 +59,20 @@ async def metrics_endpoint(request: Request) -> Response:
 def add_routes(app: FastAPI) -> None:
     """Register on the app itself, not through an included router (see create_app)."""
     tags: list[str | Enum] = ["health"]
+    # The response models document the bodies; /health's pre-rendered Response skips them.
     app.get(
         "/health",
         tags=tags,
+        response_model=Liveness,
         summary="Liveness: the process serves requests; touches no dependency",
     )(health)
     app.get(
         "/health/db",
         tags=tags,
+        response_model=Readiness,
         summary="Readiness: the database answers (bounded, cached about a second)",
-        responses={503: {"description": "Database unavailable (error body)"}},
     )(health_db)
-    app.get("/", tags=tags, summary="Service name, version and environment")(info)
+    app.get(
+        "/", tags=tags, response_model=ServiceInfo, summary="Service name, version and environment"
+    )(info)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

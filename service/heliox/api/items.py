@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from starlette.responses import Response
@@ -21,6 +21,20 @@ _NOT_FOUND = "Item not found"
 _JSON = "application/json"
 
 
+# Reads say where they came from; the document says so too.
+_CACHE_HEADER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "X-Cache": {
+                "description": "hit: served from the Redis cache; miss: read from the database.",
+                "required": True,
+                "schema": {"type": "string", "enum": ["hit", "miss"]},
+            }
+        }
+    }
+}
+
+
 def _cached(body: bytes, hit: bool) -> Response:
     return Response(body, media_type=_JSON, headers={"X-Cache": "hit" if hit else "miss"})
 
@@ -32,7 +46,7 @@ async def create_item(data: ItemCreate, db: DB, cache: CacheDep) -> Response:
     return Response(item.model_dump_json(), status_code=201, media_type=_JSON)
 
 
-@router.get("", response_model=ItemPage)
+@router.get("", response_model=ItemPage, responses=_CACHE_HEADER)
 async def list_items(
     db: DB,
     cache: CacheDep,
@@ -48,7 +62,7 @@ async def list_items(
     return _cached(body, hit=False)
 
 
-@router.get("/{item_id}", response_model=ItemRead)
+@router.get("/{item_id}", response_model=ItemRead, responses=_CACHE_HEADER)
 async def get_item(item_id: ItemId, db: DB, cache: CacheDep) -> Response:
     cached, key = await cache.get(NAMESPACE, f"item:{item_id}")
     if cached is not None:

@@ -11,17 +11,21 @@ import json
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from pydantic import ConfigDict, Field, with_config
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from typing_extensions import TypedDict  # pydantic reads TypedDicts only from here on 3.11
 
+from heliox.core.allow import allowed_methods
 from heliox.core.logging import request_id_var
+from heliox.core.requestid import SANE_PATTERN
 
 logger = logging.getLogger("heliox.errors")
 
@@ -39,6 +43,23 @@ ERROR_TYPES: dict[int, str] = {
     500: "internal_error",
     503: "service_unavailable",
 }
+
+
+# DESIGN.md's error body; the OpenAPI document's `Error` schema is made from this type, and its
+# docstring is that schema's description.
+@with_config(ConfigDict(extra="forbid", title="Error"))
+class ErrorBody(TypedDict):
+    """The body of every error answer (4xx, 5xx)."""
+
+    error: Annotated[
+        str,
+        Field(pattern="^[a-z][a-z0-9_]*$", description="Stable snake_case name of the error"),
+    ]
+    message: str
+    request_id: Annotated[
+        str, Field(pattern=f"^{SANE_PATTERN}$", description="Also in the X-Request-ID header")
+    ]
+    details: NotRequired[dict[str, Any]]
 
 
 class DatabaseUnavailable(Exception):
@@ -60,8 +81,8 @@ def error_type(status: int) -> str:
         return "error"
 
 
-def error_body(status: int, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def error_body(status: int, message: str, details: dict[str, Any] | None = None) -> ErrorBody:
+    body: ErrorBody = {
         "error": error_type(status),
         "message": message,
         "request_id": request_id_var.get(),
@@ -103,6 +124,18 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         message = HTTPStatus(exc.status_code).phrase
         details = {"detail": jsonable_encoder(detail)}
     return error_response(exc.status_code, message, details, exc.headers)
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405 with the path's full ``Allow``; OPTIONS on a known path is answered, not refused.
+
+    OPTIONS asks which methods a resource supports (RFC 9110, 9.3.7): 204 with ``Allow`` answers
+    it. CORS preflights never get here: CORSMiddleware, when on, answers them before routing.
+    """
+    allow = {"Allow": ", ".join(allowed_methods(request.app.routes, request.scope))}
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers=allow)
+    return error_response(405, HTTPStatus.METHOD_NOT_ALLOWED.phrase, None, allow)
 
 
 def _clean_validation_error(error: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +181,7 @@ DATABASE_OUTAGE_ERRORS: tuple[type[Exception], ...] = (
 
 def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(405, _method_not_allowed)  # by status: before the class handler
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(sa_exc.DataError, _data_error)
     for exc_type in DATABASE_OUTAGE_ERRORS:

@@ -32,6 +32,8 @@ logger = logging.getLogger("heliox.errors")
 access_logger = logging.getLogger("heliox.access")
 
 _DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json")
+# Only these paths are rate limited (probes and scrapes never are); the document says so too.
+RATE_LIMITED_PREFIX = "/api/"
 
 
 def _security_headers(
@@ -156,7 +158,7 @@ class HelioxMiddleware:
                 )
             elif (
                 self.resources.limiter is not None
-                and path.startswith("/api/")
+                and path.startswith(RATE_LIMITED_PREFIX)
                 and not await self._rate_limit_ok(scope, send_with_headers, origin)
             ):
                 pass

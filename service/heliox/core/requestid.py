@@ -8,7 +8,8 @@ import re
 
 MAX_LENGTH = 128
 # Letters, digits and a few separators: safe in headers, log lines and JSON without escaping.
-_SANE = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+SANE_PATTERN = "[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"  # the document's pattern too
+_SANE = re.compile(SANE_PATTERN.encode())
 
 
 # Request IDs correlate log lines; they are not secrets, so a fast PRNG will do: uuid.uuid4()

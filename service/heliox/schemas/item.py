@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -14,35 +14,60 @@ from pydantic import (
     field_validator,
 )
 
+from heliox.schemas.text import (
+    NOT_BLANK_PATTERN,
+    REFUSED_TEXT,
+    STORABLE_PATTERN,
+    DocumentedText,
+    refuse_unstorable,
+    trim_not_blank,
+)
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL (U+0000): refuse it here, as a 422, not a 500 from the driver.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters (U+0000)")
-    return value
-
-
+# Lengths apply to the value as sent (what the document's maxLength means); a name is then
+# trimmed of whitespace and must keep at least one character.
 Name = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_no_nul),
+    StringConstraints(min_length=1, max_length=200),
+    AfterValidator(refuse_unstorable),
+    AfterValidator(trim_not_blank),
+    DocumentedText(NOT_BLANK_PATTERN, f"{REFUSED_TEXT} Trimmed of whitespace; not blank."),
 ]
-Description = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
+Description = Annotated[
+    str,
+    StringConstraints(max_length=2000),
+    AfterValidator(refuse_unstorable),
+    DocumentedText(STORABLE_PATTERN),
+]
 
 
 class ItemCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Examples show readers the shape, and give schemathesis' examples phase its requests.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Solar panel", "description": "400 W, mono"}]},
+    )
 
     name: Name
     description: Description | None = None
 
 
+def _not_null_in_document(schema: dict[str, Any]) -> None:
+    """The document offers only the string: an explicit null is refused (see ItemUpdate)."""
+    schema.pop("default", None)
+    [string] = [branch for branch in schema.pop("anyOf") if branch.get("type") != "null"]
+    schema.update(string)
+
+
 class ItemUpdate(BaseModel):
     """Partial update: only the fields sent are changed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"description": "450 W, mono"}, {"name": "Inverter"}]},
+    )
 
-    name: Name | None = None
+    # Optional, not nullable: pydantic's nullable type keeps one error per refused string.
+    name: Name | None = Field(default=None, json_schema_extra=_not_null_in_document)
     description: Description | None = None
 
     @field_validator("name")
