@@ -1,0 +1,169 @@
+"""The data routes against the same stack without our layers (issue "Data routes at the speed of
+the stack"), measured side by side in one run.
+
+One gunicorn master with one uvicorn worker, both pinned to core 0, wrk pinned to core 1
+(`-t1 -c32`), PostgreSQL and Redis on loopback, `ENV=production`, the rate limit off, and
+alternating rounds (A B, B A, ...) with medians of the ratios:
+
+| measurement | ours | against |
+| --- | --- | --- |
+| `/health` | the service | bare FastAPI (bench/bare_app.py) |
+| item by id, uncached | the service without Redis | the bare SQLAlchemy route |
+| item by id, cached | the service with Redis | the service's own `/health` |
+| a page of 20 | the service without Redis | the bare route |
+| a write | the service without Redis | the bare insert |
+
+Every measurement also counts the PostgreSQL sessions opened during it
+(`pg_stat_database.sessions`): at steady state, a connection pool that works opens none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from bench.harness import gunicorn, progress, run_wrk, service_env
+from tests.servers import GunicornServer, PostgresServer
+
+SERVER_CPU, WRK_CPU = 0, 1
+CONNECTIONS = 32
+
+# Targets: the issue's, and for writes and pages ours, set from the profile (docs/ARCHITECTURE.md,
+# "Performance"): a write commits and a page counts the table, so the database's own work is a
+# larger share and our layers a smaller one; a cached read should cost one Redis round trip.
+TARGETS = {
+    "health": ("/health vs bare", 0.95),
+    "uncached": ("item by id, uncached, vs bare", 0.9),
+    "cached": ("item by id, Redis cache, vs the service's /health", 0.5),
+    "page": ("page of 20, uncached, vs bare", 0.85),
+    "write": ("POST, vs bare", 0.85),
+}
+
+
+@dataclass
+class Pair:
+    """One comparison: each round's requests/s of ours and of the baseline, and the sessions
+    PostgreSQL opened during each measurement."""
+
+    key: str
+    label: str
+    target: float
+    rounds: list[tuple[float, float]] = field(default_factory=list)
+    sessions: list[int] = field(default_factory=list)
+    p50_ms: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(ours / base for ours, base in self.rounds) if self.rounds else 0.0
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= self.target
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "label": self.label,
+            "target": self.target,
+            "ratio": self.ratio,
+            "met": self.met,
+            "rounds": self.rounds,
+            "new_sessions": self.sessions,
+            "p50_ms": self.p50_ms,
+        }
+
+
+def pin(server: GunicornServer, cpu: int) -> None:
+    """The master and its worker on one core (the worker was forked before: pin it too)."""
+    assert server.process is not None
+    pids = [server.process.pid, *server.worker_pids()]
+    for pid in pids:
+        os.sched_setaffinity(pid, {cpu})
+
+
+class SessionCounter:
+    """Sessions ever opened to the bench database, read on one connection of its own (a new
+    connection per reading would count itself). Backends report within about a second."""
+
+    def __init__(self, postgres: PostgresServer) -> None:
+        self.connection = psycopg.connect(postgres.url("bench"), autocommit=True)
+
+    def __call__(self) -> int:
+        time.sleep(1.2)
+        self.connection.execute("SELECT pg_stat_clear_snapshot()")
+        row = self.connection.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = 'bench'"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+@contextlib.contextmanager
+def one_pinned_worker(
+    env: dict[str, str], app: str = "heliox.main:app"
+) -> Iterator[GunicornServer]:
+    with gunicorn({**env, "WEB_CONCURRENCY": "1", "PRELOAD_APP": "false"}, app=app) as server:
+        pin(server, SERVER_CPU)
+        yield server
+
+
+def measure_pairs(
+    postgres: PostgresServer, database_url: str, redis_url: str, seconds: float, rounds: int
+) -> list[Pair]:
+    plain = service_env(database_url, None)
+    cached = service_env(database_url, redis_url)
+    bare_env = {**plain, "DATABASE_URL": database_url}
+    pairs = {key: Pair(key, label, target) for key, (label, target) in TARGETS.items()}
+    sessions_opened = SessionCounter(postgres)
+    with (
+        contextlib.closing(sessions_opened),
+        one_pinned_worker(plain) as service,
+        one_pinned_worker(cached) as with_cache,
+        one_pinned_worker(bare_env, app="bench.bare_app:app") as bare,
+    ):
+
+        def rps(server: GunicornServer, path: str, mode: str = "get") -> tuple[float, float, int]:
+            before = sessions_opened()
+            got = run_wrk(
+                server.url + path, connections=CONNECTIONS, seconds=seconds, mode=mode, cpu=WRK_CPU
+            )
+            return got["rps"], got["p50_ms"], sessions_opened() - before
+
+        plans: dict[str, tuple[Callable[[], tuple[float, float, int]], ...]] = {
+            "health": (lambda: rps(service, "/health"), lambda: rps(bare, "/health")),
+            "uncached": (lambda: rps(service, "/", "item"), lambda: rps(bare, "/", "item")),
+            "cached": (lambda: rps(with_cache, "/", "item"), lambda: rps(with_cache, "/health")),
+            "page": (lambda: rps(service, "/", "list"), lambda: rps(bare, "/", "list")),
+            "write": (lambda: rps(service, "/", "post"), lambda: rps(bare, "/", "post")),
+        }
+        # Warm-up: pools filled, lazy imports done, every id cached once.
+        for server in (service, with_cache, bare):
+            for mode in ("item", "list"):
+                run_wrk(
+                    server.url + "/", connections=CONNECTIONS, seconds=2, mode=mode, cpu=WRK_CPU
+                )
+        for key, (ours, theirs) in plans.items():
+            pair = pairs[key]
+            for index in range(rounds):
+                first, second = (ours, theirs) if index % 2 == 0 else (theirs, ours)
+                a, b = first(), second()
+                (o_rps, o_p50, o_new), (t_rps, t_p50, t_new) = (a, b) if index % 2 == 0 else (b, a)
+                pair.rounds.append((o_rps, t_rps))
+                pair.p50_ms.append((o_p50, t_p50))
+                pair.sessions += [o_new, t_new]
+            progress(
+                f"data path: {pair.label}: median ratio {pair.ratio:.2f} (target {pair.target})"
+                f"; rounds {', '.join(f'{o:,.0f}/{t:,.0f}' for o, t in pair.rounds)} req/s;"
+                f" new PostgreSQL sessions {pair.sessions}"
+            )
+    return list(pairs.values())

@@ -1,0 +1,354 @@
+"""The benchmark's tools: the machine's description, wrk runs measured with the server's memory
+and warnings, the service and its stores started as the image runs them, and alternating
+(A B, B A, ...) rounds for side-by-side ratios. Used by bench/run.py and bench/datapath.py."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.procmem import PeakSampler, mib, sample_tree, wait_for_workers
+from tests.servers import GunicornServer, PostgresServer
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+WRK_SCRIPT = BENCH_DIR / "wrk.lua"
+SEED_ITEMS = 1000
+WORKERS = 2
+
+
+def progress(line: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+# -- machine ----------------------------------------------------------------------------------
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_total = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_total = int(line.split()[1]) // 1024
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    wrk_version = (
+        (wrk.stdout + wrk.stderr).splitlines()[0].strip() if wrk.stdout or wrk.stderr else "?"
+    )
+    return {
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory_mib": mem_total,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrk_version,
+        "packages": {
+            p: _version(p)
+            for p in (
+                "gunicorn",
+                "uvicorn",
+                "uvicorn-worker",
+                "fastapi",
+                "starlette",
+                "pydantic",
+                "sqlalchemy",
+                "psycopg",
+                "redis",
+                "uvloop",
+                "httptools",
+            )
+        },
+    }
+
+
+def loadavg() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+# -- wrk ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    scenario: str
+    app: str
+    connections: int
+    seconds: float
+    requests: int = 0
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    peak_rss_mib: float = 0.0
+    peak_pss_mib: float = 0.0
+    peak_master_rss_mib: float = 0.0
+    peak_worker_rss_mib: float = 0.0
+    load1: float = 0.0
+    note: str = ""
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def run_wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: float,
+    mode: str = "get",
+    delay_ms: int = 0,
+    count_status: bool = False,
+    timeout_s: int = 30,
+    cpu: int | None = None,
+) -> dict[str, Any]:
+    """One wrk run; ``cpu`` pins wrk to that core (the data-path runs keep it off the
+    server's)."""
+    env = {**os.environ, "BENCH_MODE": mode, "BENCH_IDS": str(SEED_ITEMS)}
+    if delay_ms:
+        env["BENCH_DELAY_MS"] = str(delay_ms)
+    if count_status:
+        env["BENCH_STATUS"] = "1"
+    threads = 1 if connections < 128 else 2
+    command = [
+        *(["taskset", "-c", str(cpu)] if cpu is not None else []),
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={timeout_s}s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+    ]
+    done = subprocess.run(
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=seconds + timeout_s + 30,
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            parsed: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+            return parsed
+    raise RuntimeError(f"wrk gave no result (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+_SERVER_PROBLEM = re.compile(
+    r'level=(?:WARNING|ERROR|CRITICAL) logger=\S+ message=("[^"]*"|\S+)([^\n]*)$', re.M
+)
+_ERROR_TYPE = re.compile(r" error_type=(\S+)")
+
+
+def server_problems(server: GunicornServer) -> dict[str, int]:
+    """Warnings and errors in the server's log, by message and error type."""
+    counts: dict[str, int] = {}
+    for message, rest in _SERVER_PROBLEM.findall(server.log()):
+        error_type = _ERROR_TYPE.search(rest)
+        key = message.strip('"') + (f" ({error_type.group(1)})" if error_type else "")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def measure(
+    scenario: str,
+    app: str,
+    server: GunicornServer,
+    path: str,
+    *,
+    connections: int,
+    seconds: float,
+    note: str = "",
+    **wrk_args: Any,
+) -> Result:
+    assert server.process is not None
+    load1 = loadavg()[0]
+    problems_before = server_problems(server)
+    with PeakSampler(server.process.pid) as memory:
+        raw = run_wrk(server.url + path, connections=connections, seconds=seconds, **wrk_args)
+    time.sleep(0.2)  # the last access and warning lines
+    logged = {
+        key: n - problems_before.get(key, 0)
+        for key, n in server_problems(server).items()
+        if n > problems_before.get(key, 0)
+    }
+    if logged:
+        found = "; ".join(f"{n} x {key}" for key, n in sorted(logged.items()))
+        note = f"{note}; server logged {found}" if note else f"server logged {found}"
+    result = Result(
+        scenario=scenario,
+        app=app,
+        connections=connections,
+        seconds=raw["seconds"],
+        requests=raw["requests"],
+        rps=raw["rps"],
+        p50_ms=raw["p50_ms"],
+        p90_ms=raw["p90_ms"],
+        p99_ms=raw["p99_ms"],
+        max_ms=raw["max_ms"],
+        errors={k: v for k, v in raw["errors"].items() if v},
+        statuses=raw["statuses"],
+        peak_rss_mib=mib(memory.peak_rss_sum),
+        peak_pss_mib=mib(memory.peak_pss_sum),
+        peak_master_rss_mib=mib(memory.peak_master_rss),
+        peak_worker_rss_mib=mib(memory.peak_worker_rss),
+        load1=load1,
+        note=note,
+    )
+    errors = f", errors {result.errors}" if result.errors else ""
+    progress(
+        f"{scenario} [{app}] c={connections}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms,"
+        f" p99 {result.p99_ms:.1f} ms, max {result.max_ms:.0f} ms{errors};"
+        f" peak RSS {result.peak_rss_mib:.0f} MiB, PSS {result.peak_pss_mib:.0f} MiB"
+        + (f" ({result.note})" if "server logged" in result.note else "")
+    )
+    return result
+
+
+# -- servers -----------------------------------------------------------------------------------
+
+
+def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def service_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str, str]:
+    """The image's environment (production) plus what a benchmark needs to be one."""
+    env = {
+        "ENV": "production",
+        "DATABASE_URL": database_url,
+        # Load from one client address would hit the 100/min limit at once.
+        "RATE_LIMIT_ENABLED": "false",
+        # At benchmark rates the default (10000 +- 1000) would restart each worker every few
+        # seconds, and that restart (imports, about a CPU-second) would land at random inside
+        # the measurement windows. Recycling is part of start-up cost, measured there.
+        "MAX_REQUESTS": "0",
+        # So that gunicorn can import bench.bare_app (the same for both apps).
+        "PYTHONPATH": str(REPO_ROOT),
+        **extra,
+    }
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], app: str = "heliox.main:app") -> Iterator[GunicornServer]:
+    server = GunicornServer(env, workers=int(env.get("WEB_CONCURRENCY", WORKERS)), app=app)
+    try:
+        server.start(timeout=60)
+        assert server.process is not None
+        wait_for_workers(server.process.pid, server.workers)
+        yield server
+    finally:
+        server.close()
+
+
+def migrate_and_seed(postgres: PostgresServer) -> str:
+    url = postgres.create_database("bench")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from heliox_migrate.cli import main; raise SystemExit(main())",
+            "upgrade",
+        ],
+        env={**os.environ, "ENV": "production", "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"migration failed: {done.stderr}")
+    postgres.execute(
+        "INSERT INTO items (name, description) SELECT 'item ' || g, 'seeded by make bench' "
+        f"FROM generate_series(1, {SEED_ITEMS}) g",
+        "bench",
+    )
+    return url
+
+
+def ab_rounds(
+    rounds: int,
+    first: tuple[str, Callable[[], Result]],
+    second: tuple[str, Callable[[], Result]],
+) -> list[dict[str, float]]:
+    """Alternate A and B (A B, B A, A B, ...) so drift in machine load hits both alike."""
+    out = []
+    for index in range(rounds):
+        order = (first, second) if index % 2 == 0 else (second, first)
+        got = {name: run().rps for name, run in order}
+        out.append(got)
+    return out
+
+
+def idle_memory(server: GunicornServer) -> dict[str, float]:
+    assert server.process is not None
+    sample = sample_tree(server.process.pid)
+    assert sample is not None
+    return {
+        "rss_sum_mib": mib(sample.rss_sum),
+        "pss_sum_mib": mib(sample.pss_sum),
+        "master_rss_mib": mib(sample.master_rss),
+        "worker_rss_mib": mib(max(sample.workers_rss, default=0)),
+    }
+
+
+@contextlib.contextmanager
+def table_locked(postgres: PostgresServer, seconds: float) -> Iterator[threading.Thread]:
+    """Hold an exclusive lock on ``items`` for ``seconds``, from a side connection."""
+
+    def hold() -> None:
+        postgres.execute(
+            f"DO $$ BEGIN LOCK TABLE items IN ACCESS EXCLUSIVE MODE; "
+            f"PERFORM pg_sleep({seconds}); END $$",
+            "bench",
+        )
+
+    thread = threading.Thread(target=hold, daemon=True, name="table-lock")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.join(seconds + 30)
