@@ -11,6 +11,7 @@ is "not accepted": the client learns it at once and may retry it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,20 @@ def unreadable_items(url: str, ids: Iterable[int]) -> list[int]:
         except OSError:
             missing.append(item_id)
     return missing
+
+
+@contextlib.contextmanager
+def contract_service(
+    postgres_server: Any, migrated_template: str, redis_url: str, name: str, max_body: int
+) -> Iterator[GunicornServer]:
+    """The production app under gunicorn (2 workers) on a fresh copy of the migrated database,
+    serving its OpenAPI document (DOCS_ENABLED, so that a test can compare the served document
+    with the one it uses, whatever the default); the server's log must hold no bad line."""
+    postgres_server.drop_database(name)
+    url = postgres_server.create_database(name, template=migrated_template)
+    env = service_env(url, redis_url, MAX_BODY_SIZE=str(max_body), DOCS_ENABLED="true")
+    with GunicornServer(env, workers=2) as server:
+        yield server
+        log = server.log()
+    postgres_server.drop_database(name)
+    assert not bad_server_lines(log), bad_server_lines(log)

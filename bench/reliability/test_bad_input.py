@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench.reliability.harness import bad_server_lines, service_env
+from bench.reliability.harness import contract_service
 from bench.reliability.loaddriver import error_shape_ok
 from tests.servers import GunicornServer
 
@@ -26,17 +26,10 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 def service(
     postgres_server: Any, migrated_template: str, redis_server: Any
 ) -> Iterator[GunicornServer]:
-    name = "fuzz_items"
-    postgres_server.drop_database(name)
-    url = postgres_server.create_database(name, template=migrated_template)
-    # DOCS_ENABLED: production serves no /openapi.json by default; this service serves it only
-    # so that test_served_schema_is_the_one_fuzzed can compare.
-    env = service_env(url, redis_server.url, MAX_BODY_SIZE=str(MAX_BODY), DOCS_ENABLED="true")
-    with GunicornServer(env, workers=2) as server:
+    with contract_service(
+        postgres_server, migrated_template, redis_server.url, "fuzz_items", MAX_BODY
+    ) as server:
         yield server
-        log = server.log()
-    postgres_server.drop_database(name)
-    assert not bad_server_lines(log), bad_server_lines(log)
 
 
 def check_error(status: int, headers: Any, body: bytes, sent_id: str | None = None) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from bench.reliability.harness import bad_server_lines, service_env
+from bench.reliability.harness import contract_service
 from heliox.app import create_app
 from heliox.core.config import Settings
 from tests.servers import GunicornServer
@@ -39,16 +39,10 @@ PHASE_LINE = re.compile(r"^\s*(\S+)\s+(Examples|Coverage|Fuzzing|Stateful)\b", r
 def service(
     postgres_server: Any, migrated_template: str, redis_server: Any
 ) -> Iterator[GunicornServer]:
-    name = "contract_items"
-    postgres_server.drop_database(name)
-    url = postgres_server.create_database(name, template=migrated_template)
-    # DOCS_ENABLED named: the served document is compared below, whatever the default.
-    env = service_env(url, redis_server.url, MAX_BODY_SIZE=str(MAX_BODY), DOCS_ENABLED="true")
-    with GunicornServer(env, workers=2) as server:
+    with contract_service(
+        postgres_server, migrated_template, redis_server.url, "contract_items", MAX_BODY
+    ) as server:
         yield server
-        log = server.log()
-    postgres_server.drop_database(name)
-    assert not bad_server_lines(log), bad_server_lines(log)
 
 
 def document() -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.helpers import clear_settings_env
+from tests.helpers import clear_settings_env, client_for, make_settings
 from tests.server_fixtures import (  # noqa: F401  (pytest finds fixtures by name)
     database_url,
     empty_database_url,
@@ -15,6 +17,16 @@ from tests.server_fixtures import (  # noqa: F401  (pytest finds fixtures by nam
     redis_server,
     redis_url,
 )
+
+
+@pytest.fixture
+def client(database_url: str, redis_url: str) -> Iterator[TestClient]:  # noqa: F811
+    """The app on this test's database and the session's Redis, rate limit off."""
+    settings = make_settings(
+        database_url=database_url, redis_url=redis_url, rate_limit_enabled=False
+    )
+    with client_for(settings) as test_client:
+        yield test_client
 
 
 @pytest.fixture(autouse=True)

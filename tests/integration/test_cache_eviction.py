@@ -21,15 +21,6 @@ GENERATION = "heliox:items:gen"
 
 
 @pytest.fixture
-def client(database_url: str, redis_url: str) -> Iterator[TestClient]:
-    settings = make_settings(
-        database_url=database_url, redis_url=redis_url, rate_limit_enabled=False
-    )
-    with client_for(settings) as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def direct(redis_url: str) -> Iterator[redis.Redis]:
     """The test's own connection to the Redis the app uses."""
     connection = redis.Redis.from_url(redis_url, socket_timeout=5)

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from heliox.api.deps import DB
 from heliox.app import create_app
-from tests.helpers import client_for, make_settings
+from tests.helpers import make_settings
 from tests.servers import PostgresServer, RedisServer
-
-
-@pytest.fixture
-def client(database_url: str, redis_url: str) -> Iterator[TestClient]:
-    settings = make_settings(
-        database_url=database_url, redis_url=redis_url, rate_limit_enabled=False
-    )
-    with client_for(settings) as test_client:
-        yield test_client
 
 
 def _db_name(url: str) -> str:
