@@ -34,7 +34,7 @@ async def create_key(data: KeyCreate, db: DB, caller: CallerDep) -> Response:
             s, name=data.name, role=data.role, created_by=caller.identity, expires_at=expires
         )
     )
-    audit(caller, "key.create", info.prefix, role=info.role.value, name=info.name)
+    audit(caller, "key.create", info.prefix, role=info.role.value, key_name=info.name)
     body = KeyCreated(**KeyRead.of(info).model_dump(), key=key)
     return Response(
         body.model_dump_json(),
@@ -68,5 +68,5 @@ async def revoke_key(key_id: KeyIdPath, db: DB, caller: CallerDep, request: Requ
     if info is None:
         raise HTTPException(404, _NOT_FOUND)
     request.app.state.resources.gate.forget(key_id)  # this worker at once, the others within
-    audit(caller, "key.revoke", key_id, name=info.name)  # AUTH_CACHE_SECONDS
+    audit(caller, "key.revoke", key_id, key_name=info.name)  # AUTH_CACHE_SECONDS
     return Response(status_code=204)

@@ -26,7 +26,7 @@ def ensure_key(session: Session, value: str, source: str) -> store.Ensured:
     """``store.ensure`` for ``source`` (``bootstrap`` or ``development``), with its audit lines."""
     ensured = store.ensure(session, value, name=source, created_by=source)
     if ensured.created:
-        audit(source, "key.create", ensured.prefix, role="admin", name=source)
+        audit(source, "key.create", ensured.prefix, role="admin", key_name=source)
     for prefix in ensured.revoked_others:
         audit(source, "key.revoke", prefix, reason="replaced")
     return ensured
