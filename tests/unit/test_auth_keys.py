@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 from fastapi.routing import iter_route_contexts
-from pydantic import SecretStr
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from heliox.api.auth import authenticate

@@ -129,7 +129,15 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
         )
     except SQLAlchemyError as exc:
         return _database_error(exc)
-    columns = ("prefix", "name", "role", "created_by", "created_at", "expires_at", "last_used_at")
+    columns: tuple[str, ...] = (
+        "prefix",
+        "name",
+        "role",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+    )
     if args.all:
         columns += ("revoked_at",)
     rows = [
