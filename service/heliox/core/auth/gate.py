@@ -102,6 +102,8 @@ class Gate:
             checked = await self._check_token(credential)
         else:
             checked = Outcome.invalid
+        if checked is Outcome.issuer_down:  # not the caller's failure: no failure counted
+            return Verdict(checked, retry_after=1)
         if isinstance(checked, Outcome):
             return await self._refuse(checked, address, credential)
         return await self._limit(checked, address)
@@ -185,17 +187,16 @@ class Gate:
         return Verdict(Outcome.limited, caller, decision.retry_after, limit, self.limiter.window)
 
     async def _refuse(self, outcome: Outcome, address: str, credential: str | None) -> Verdict:
-        if outcome is not Outcome.issuer_down:
-            parsed = keys.parse(credential) if credential else None
-            logger.info(
-                "credential refused",
-                extra={
-                    "reason": outcome.value,
-                    "client": address,
-                    # The public part only, when it is one: never the secret or a token.
-                    "key": parsed.prefix if parsed else "-",
-                },
-            )
+        parsed = keys.parse(credential) if credential else None
+        logger.info(
+            "credential refused",
+            extra={
+                "reason": outcome.value,
+                "client": address,
+                # The public part only, when it is one: never the secret or a token.
+                "key": parsed.prefix if parsed else "-",
+            },
+        )
         if self.limiter is None:
             return Verdict(outcome)
         if outcome is Outcome.blocked:
