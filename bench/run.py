@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.procmem import PeakSampler, mib, sample_tree, wait_for_workers
-from tests.servers import GunicornServer, PostgresServer, RedisServer, missing_servers
+from tests.servers import (
+    TEST_API_KEY,
+    GunicornServer,
+    PostgresServer,
+    RedisServer,
+    missing_servers,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -158,6 +164,8 @@ def run_wrk(
     timeout_s: int = 30,
 ) -> dict[str, Any]:
     env = {**os.environ, "BENCH_MODE": mode, "BENCH_IDS": str(SEED_ITEMS)}
+    if mode != "get":  # the /api/v1 scenarios: the admin key every GunicornServer bootstraps
+        env["BENCH_API_KEY"] = TEST_API_KEY
     if delay_ms:
         env["BENCH_DELAY_MS"] = str(delay_ms)
     if count_status:
@@ -598,6 +606,7 @@ def benchmark(args: argparse.Namespace) -> Run:
                     ("no cache", item(nocache, "service, no Redis")),
                 )
 
+                measure_auth_cost(run, ours, cached_env, rounds, seconds)
                 run.results.append(
                     measure(
                         "GET /api/v1/items?offset&limit=20",
@@ -689,6 +698,43 @@ def benchmark(args: argparse.Namespace) -> Run:
         f" {run.load_after[1]:.2f} {run.load_after[2]:.2f}"
     )
     return run
+
+
+TARGET_AUTH_RATIO = 0.95  # issue 13: authenticated cached reads vs the same with auth off
+
+
+def measure_auth_cost(
+    run: Run, keyed: GunicornServer, env: dict[str, str], rounds: int, seconds: float
+) -> None:
+    """Cached item reads with an API key (``keyed``, the key's check answered from the
+    in-process cache) against the same reads with AUTH_ENABLED=false, alternated; the median
+    ratio goes to ``run.settings["auth_ratio"]`` with its rounds."""
+    with gunicorn({**env, "AUTH_ENABLED": "false"}) as open_server:
+        run_wrk(open_server.url + "/", connections=32, seconds=1, mode="item")
+
+        def item(server: GunicornServer, app: str) -> Callable[[], Result]:
+            def go() -> Result:
+                result = measure(
+                    "GET /api/v1/items/{id}, auth", app, server, "/", connections=32,
+                    seconds=seconds, mode="item",
+                )  # fmt: skip
+                run.results.append(result)
+                return result
+
+            return go
+
+        pairs = ab_rounds(
+            rounds,
+            ("key", item(keyed, "service, Redis cache, API key")),
+            ("open", item(open_server, "service, Redis cache, AUTH_ENABLED=false")),
+        )
+    ratios = [pair["key"] / pair["open"] for pair in pairs if pair.get("open")]
+    ratio = statistics.median(ratios) if ratios else 0.0
+    run.settings["auth_ratio"] = {"median": ratio, "rounds": ratios, "target": TARGET_AUTH_RATIO}
+    progress(
+        f"authenticated / open cached item reads: median {ratio:.3f} "
+        f"({verdict(ratio >= TARGET_AUTH_RATIO)} >= {TARGET_AUTH_RATIO})"
+    )
 
 
 def memory_preload_variants() -> list[MemoryVariant]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import REPO_ROOT, GunicornServer
+from tests.servers import AUTH_HEADER, REPO_ROOT, TEST_API_KEY, GunicornServer
 
 ACCESS_LINE = re.compile(r"logger=heliox\.access .*?request_id=(\S+).*? status=(\d+)")
 # Lines that mean a worker died or was killed instead of draining.
@@ -69,6 +69,7 @@ class LoadDriver:
             "ids": ids,
             "hot_ids": hot_ids or ids,
             "timeout": 30,
+            "api_key": TEST_API_KEY,  # the admin key GunicornServer bootstraps
         }
         self.process: subprocess.Popen[str] | None = None
         self.summary = ""
@@ -225,7 +226,8 @@ def unreadable_items(url: str, ids: Iterable[int]) -> list[int]:
     missing = []
     for item_id in ids:
         try:
-            with urllib.request.urlopen(f"{url}/api/v1/items/{item_id}", timeout=10) as r:
+            request = urllib.request.Request(f"{url}/api/v1/items/{item_id}", headers=AUTH_HEADER)
+            with urllib.request.urlopen(request, timeout=10) as r:
                 if r.status != 200:
                     missing.append(item_id)
         except OSError:

@@ -96,13 +96,13 @@ def test_external_stores_with_passwords_in_values(helm: str) -> None:
     assert "DATABASE_PASSWORD" not in env
     assert "REDIS_PASSWORD" not in env
     assert not docs.of_kind("StatefulSet")
-    assert docs.names("Secret") == [FULLNAME]
+    assert docs.names("Secret") == [FULLNAME, f"{FULLNAME}-bootstrap-key"]
 
 
 def test_existing_secrets_for_the_bundled_stores(helm: str) -> None:
     docs = render(helm, "existing-secret")
     # The subcharts make no Secret of their own.
-    assert docs.names("Secret") == [FULLNAME]
+    assert docs.names("Secret") == [FULLNAME, f"{FULLNAME}-bootstrap-key"]
     env = _api_env(docs)
     assert secret_ref(env["DATABASE_PASSWORD"]) == ("heliox-pg-auth", "app-password")
     assert secret_ref(env["REDIS_PASSWORD"]) == ("heliox-redis-auth", "pass")
@@ -126,7 +126,7 @@ def test_existing_secrets_for_the_external_stores(helm: str) -> None:
 
 def test_existing_secret_with_complete_urls(helm: str) -> None:
     docs = render(helm, "existing-url-secret")
-    assert docs.names("Secret") == []
+    assert docs.names("Secret") == [f"{FULLNAME}-bootstrap-key"]  # only the API key (test_auth.py)
     env = _api_env(docs)
     assert secret_ref(env["DATABASE_URL"]) == ("heliox-urls", "db-url")
     assert secret_ref(env["REDIS_URL"]) == ("heliox-urls", "redis-url")
