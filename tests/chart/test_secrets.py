@@ -130,7 +130,7 @@ def test_existing_secret_with_complete_urls(helm: str) -> None:
     env = _api_env(docs)
     assert secret_ref(env["DATABASE_URL"]) == ("heliox-urls", "db-url")
     assert secret_ref(env["REDIS_URL"]) == ("heliox-urls", "redis-url")
-    assert set(env) == {"DATABASE_URL", "REDIS_URL"}
+    assert set(env) == {"DATABASE_URL", "REDIS_URL", "BOOTSTRAP_API_KEY"}
     job = docs.by_component("Job", "migrations")[0]
     assert secret_ref(env_map(container(job, "migrate"))["DATABASE_URL"]) == (
         "heliox-urls",
@@ -138,7 +138,7 @@ def test_existing_secret_with_complete_urls(helm: str) -> None:
     )
     # In hook mode too: the user's Secret is read directly; no chart Secret copy is made.
     upgrade = render(helm, "existing-url-secret", is_upgrade=True)
-    assert upgrade.names("Secret") == []
+    assert upgrade.names("Secret") == [f"{FULLNAME}-bootstrap-key"]
     hook = upgrade.by_component("Job", "migrations")[0]
     assert secret_ref(env_map(container(hook, "migrate"))["DATABASE_URL"]) == (
         "heliox-urls",

@@ -176,7 +176,7 @@ def _normalised(text: str) -> list[dict[str, Any]]:
             for key in _GENERATED_KEYS & set(d.get("data", {})):
                 d["data"][key] = "<generated>"
         if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-bootstrap-key"):
-            d["data"] = {key: "<generated>" for key in d["data"]}
+            d["data"] = dict.fromkeys(d["data"], "<generated>")
         hook_copy = d["kind"] == "Secret" and d["metadata"]["name"].endswith("-migrate")
         if hook_copy and "DATABASE_PASSWORD" in d.get("data", {}):
             d["data"]["DATABASE_PASSWORD"] = "<generated>"
