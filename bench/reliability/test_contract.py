@@ -34,6 +34,22 @@ PHASES = "examples,coverage,fuzzing,stateful"
 MAX_BODY = 4096  # small, so that generated bodies reach the 413 too
 ST = Path(sys.executable).with_name("st")
 CHECKS = Path(__file__).with_name("st_checks.py")
+# schemathesis' default statuses for a refused invalid request, plus 413.
+REJECTIONS = [
+    "400",
+    "401",
+    "403",
+    "404",
+    "405",
+    "406",
+    "409",
+    "413",
+    "415",
+    "422",
+    "428",
+    "429",
+    "5xx",
+]
 PHASE_LINE = re.compile(r"^\s*(\S+)\s+(Examples|Coverage|Fuzzing|Stateful)\b", re.MULTILINE)
 
 
@@ -90,6 +106,11 @@ def _st(
         "--max-examples", str(MAX_EXAMPLES), "--max-time", str(budget),
         "--request-timeout", "15", "--report", "har", "--report-har-path", str(har), *args,
     ]  # fmt: skip
+    # schemathesis reads schemathesis.toml from its working directory. 413 is a rejection too:
+    # HelioxMiddleware refuses a body above MAX_BODY_SIZE before anything parses it.
+    (tmp_path / "schemathesis.toml").write_text(
+        f"[checks.negative_data_rejection]\nexpected-statuses = {json.dumps(REJECTIONS)}\n"
+    )
     env = {**os.environ, "SCHEMATHESIS_HOOKS": str(CHECKS), "NO_COLOR": "1"}
     result = subprocess.run(  # noqa: PLW1510 - the exit code is judged by the callers
         command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=budget + 120
@@ -154,6 +175,6 @@ def test_without_a_credential_every_api_call_is_401(
     assert set(statuses) == {401}, statuses
     methods = {e["request"]["method"] for e in api}
     assert {"GET", "POST", "PATCH", "DELETE"} <= methods, methods
-    for entry in api:
-        headers = {h["name"].lower(): h["value"] for h in entry["response"]["headers"]}
-        assert headers["www-authenticate"].startswith('Bearer realm="heliox"'), headers
+    for entry in api:  # the HAR report filters the challenge's value; the unit tier checks it
+        headers = {h["name"].lower() for h in entry["response"]["headers"]}
+        assert "www-authenticate" in headers, headers

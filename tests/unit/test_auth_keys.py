@@ -296,3 +296,20 @@ def test_auth_off_opens_the_api(settings: Settings, caplog: pytest.LogCaptureFix
     with client_for(settings.model_copy(update={"auth_enabled": False}), role=None) as client:
         assert client.post(ITEMS, json={"name": "open"}).status_code == 201
     assert any("AUTH_ENABLED=false" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("days", [True, "30", 0, 3651, 1.5])
+def test_a_key_expiry_must_be_a_whole_number_of_days(
+    anonymous: TestClient, sqlite_url: str, days: object
+) -> None:
+    """What the document says (integer, 1-3650): `true` is not a day (schemathesis found it)."""
+    admin = _as(create_key(sqlite_url, "admin"))
+    response = anonymous.post(
+        "/api/v1/keys", json={"name": "n", "role": "reader", "expires_in_days": days}, headers=admin
+    )
+    assert_error_body(response, 422, "validation_error")
+    # A JSON integer may be written 30.0 (JSON Schema's integer; schemathesis sends it).
+    whole = anonymous.post(
+        "/api/v1/keys", json={"name": "n", "role": "reader", "expires_in_days": 30.0}, headers=admin
+    )
+    assert whole.status_code == 201, whole.text
