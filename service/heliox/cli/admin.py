@@ -192,7 +192,7 @@ def _dev_key(settings: Settings) -> int:
         print(
             f"heliox: development admin key {ensured.prefix} is in {shown}; use it with\n"
             f'  export HELIOX_API_KEY="$(cat {shown})"\n'
-            '  curl -H "X-API-Key: $HELIOX_API_KEY" http://127.0.0.1:8000/api/v1/items',
+            f'  curl -H "X-API-Key: $HELIOX_API_KEY" http://127.0.0.1:{settings.port}/api/v1/items',
             file=sys.stderr,
         )
     return EXIT_OK

@@ -47,6 +47,7 @@ def _json_integer(value: object) -> object:
         return int(value)
     return value
 
+
 KeyId = Annotated[str, Field(pattern=KEY_ID_PATTERN, description="The key's public prefix")]
 
 
