@@ -32,8 +32,10 @@ $(VENV)/.installed: service/requirements.lock requirements-dev.lock service/pypr
 	$(BIN)/python -m pip install -q --no-deps -e service -e migrations-job
 	@touch $@
 
-run: venv ## migrate the embedded SQLite database and serve on :8000 with reload
+run: venv ## migrate the embedded SQLite database, make the development API key once, serve on :8000 with reload
 	$(BIN)/heliox-migrate upgrade
+	@# First run: an admin key in var/dev-api-key (the README's curl examples read it from there).
+	@if [ -z "$$DATABASE_URL" ]; then $(BIN)/heliox-admin dev-key; fi
 	$(BIN)/uvicorn heliox.main:app --reload --reload-dir service/heliox --host 127.0.0.1 --port $${PORT:-8000} \
 	  --no-server-header --log-config service/uvicorn-logging.json
 

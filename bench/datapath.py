@@ -12,6 +12,7 @@ alternating rounds (A B, B A, ...) with medians of the ratios:
 | item by id, cached | the service with Redis | the service's own `/health` |
 | a page of 20 | the service without Redis | the bare route |
 | a write | the service without Redis | the bare insert |
+| item by id, cached, with an API key | the service with Redis | the same with `AUTH_ENABLED=false` |
 
 Every measurement also counts the PostgreSQL sessions opened during it
 (`pg_stat_database.sessions`): at steady state, a connection pool that works opens none.
@@ -44,6 +45,8 @@ TARGETS = {
     "cached": ("item by id, Redis cache, vs the service's /health", 0.5),
     "page": ("page of 20, uncached, vs bare", 0.85),
     "write": ("POST, vs bare", 0.85),
+    # Issue "Who may call the API": the key's check answered from the in-process cache.
+    "auth": ("item by id, Redis cache, API key vs AUTH_ENABLED=false", 0.95),
 }
 
 
@@ -129,6 +132,7 @@ def measure_pairs(
         contextlib.closing(sessions_opened),
         one_pinned_worker(plain) as service,
         one_pinned_worker(cached) as with_cache,
+        one_pinned_worker({**cached, "AUTH_ENABLED": "false"}) as open_cache,
         one_pinned_worker(bare_env, app="bench.bare_app:app") as bare,
     ):
 
@@ -145,9 +149,10 @@ def measure_pairs(
             "cached": (lambda: rps(with_cache, "/", "item"), lambda: rps(with_cache, "/health")),
             "page": (lambda: rps(service, "/", "list"), lambda: rps(bare, "/", "list")),
             "write": (lambda: rps(service, "/", "post"), lambda: rps(bare, "/", "post")),
+            "auth": (lambda: rps(with_cache, "/", "item"), lambda: rps(open_cache, "/", "item")),
         }
         # Warm-up: pools filled, lazy imports done, every id cached once.
-        for server in (service, with_cache, bare):
+        for server in (service, with_cache, open_cache, bare):
             for mode in ("item", "list"):
                 run_wrk(
                     server.url + "/", connections=CONNECTIONS, seconds=2, mode=mode, cpu=WRK_CPU

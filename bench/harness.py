@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procmem import PeakSampler, mib, sample_tree, wait_for_workers
-from tests.servers import GunicornServer, PostgresServer
+from tests.servers import TEST_API_KEY, GunicornServer, PostgresServer
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -138,6 +138,8 @@ def run_wrk(
         env["BENCH_DELAY_MS"] = str(delay_ms)
     if count_status:
         env["BENCH_STATUS"] = "1"
+    if mode != "get":  # the /api/v1 scenarios: the admin key every GunicornServer bootstraps
+        env["BENCH_API_KEY"] = TEST_API_KEY
     threads = 1 if connections < 128 else 2
     command = [
         *(["taskset", "-c", str(cpu)] if cpu is not None else []),

@@ -4,6 +4,7 @@
 --   BENCH_IDS    ids/offsets are drawn from 1..BENCH_IDS (item, list)
 --   BENCH_DELAY_MS  pause per connection between requests (a probe's low, steady rate)
 --   BENCH_STATUS set: count responses by status code (costs a little throughput)
+--   BENCH_API_KEY   sent as X-API-Key on every request (the /api/v1 routes need one)
 -- done() prints one JSON line prefixed "BENCH_JSON " with requests/s, latency percentiles (ms),
 -- wrk's error counters and, with BENCH_STATUS, the status counts.
 
@@ -11,6 +12,10 @@ local mode = os.getenv("BENCH_MODE") or "get"
 local ids = tonumber(os.getenv("BENCH_IDS") or "1000")
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 local count_status = os.getenv("BENCH_STATUS") ~= nil
+local api_key = os.getenv("BENCH_API_KEY")
+if api_key and api_key ~= "" then
+  wrk.headers["X-API-Key"] = api_key
+end
 
 local threads = {}
 local counter = 0

@@ -8,9 +8,17 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from heliox.app import create_app
+from heliox.core.auth import store
+from heliox.core.auth.roles import Role
 from heliox.core.config import FILE_VARIABLES, Settings
+from heliox.core.urls import normalize_database_url
+
+API_KEY_HEADER = "X-API-Key"
 
 
 def clear_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,10 +34,36 @@ def make_settings(**values: Any) -> Settings:
     return Settings(**values)
 
 
+def create_key(database_url: str, role: str = "admin", name: str = "tests", **values: Any) -> str:
+    """A new API key stored in ``database_url`` (at head), as `heliox-admin keys create` does."""
+    engine = create_engine(normalize_database_url(database_url))
+    try:
+        with Session(engine) as session, session.begin():
+            key, _info = store.create(
+                session, name=name, role=Role(role), created_by="tests", **values
+            )
+    finally:
+        engine.dispose()
+    return key
+
+
 @contextlib.contextmanager
-def client_for(settings: Settings, **kwargs: Any) -> Iterator[TestClient]:
-    """A TestClient around a fresh app; lifespan (engine, Redis) runs on enter and exit."""
+def client_for(
+    settings: Settings, *, role: str | None = "admin", **kwargs: Any
+) -> Iterator[TestClient]:
+    """A TestClient around a fresh app; lifespan (engine, Redis) runs on enter and exit.
+
+    It sends a new API key of ``role`` when the database can store one (at head and reachable),
+    so tests about other things call /api/v1 as a client with a key would; ``role=None`` sends
+    none.
+    """
+    key = None
+    if role is not None and settings.database_url is not None:
+        with contextlib.suppress(SQLAlchemyError):
+            key = create_key(settings.database_url, role)
     with TestClient(create_app(settings), raise_server_exceptions=False, **kwargs) as client:
+        if key is not None:
+            client.headers[API_KEY_HEADER] = key
         yield client
 
 

@@ -496,11 +496,18 @@ class TcpProxy(_Managed):
 # -- gunicorn --------------------------------------------------------------------------------
 
 
+# The admin key every GunicornServer is bootstrapped with (BOOTSTRAP_API_KEY, as the chart
+# does): the service stores its hash at start, and clients send ``AUTH_HEADER``.
+TEST_API_KEY = "hx_servertests0_" + "TestKeyOfTheGunicornServerFixtureNotASecret0"
+AUTH_HEADER = {"X-API-Key": TEST_API_KEY}
+
+
 class GunicornServer(_Managed):
     """The service as the image runs it: gunicorn with gunicorn.conf.py and uvicorn workers.
 
     ``env`` is added to the current environment (DATABASE_URL, REDIS_URL, WEB_CONCURRENCY, ...).
-    Output (our log lines) goes to ``log_path``; ``log()`` reads it back.
+    Output (our log lines) goes to ``log_path``; ``log()`` reads it back. The admin key
+    ``TEST_API_KEY`` is bootstrapped unless ``env`` sets ``BOOTSTRAP_API_KEY`` (empty: none).
     """
 
     def __init__(
@@ -520,6 +527,7 @@ class GunicornServer(_Managed):
             "WEB_CONCURRENCY": str(workers),
             "LOG_LEVEL": "INFO",
             "PROMETHEUS_MULTIPROC_DIR": str(self.base / "metrics"),
+            "BOOTSTRAP_API_KEY": TEST_API_KEY,
             **(env or {}),
         }
         self.app = app
@@ -612,3 +620,42 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+
+
+def _server_end_inode(server_port: int, client_port: int) -> str | None:
+    """The socket inode of the server's end of 127.0.0.1:client_port -> :server_port."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+        if int(local, 16) == server_port and int(remote, 16) == client_port:
+            return fields[9]
+    return None
+
+
+def _owner(inode: str, pids: list[int]) -> int | None:
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def worker_of(server: GunicornServer, connection: socket.socket, timeout: float = 5) -> int:
+    """The worker that accepted this client connection."""
+    client_port = connection.getsockname()[1]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inode = _server_end_inode(server.port, client_port)
+        owner = _owner(inode, server.worker_pids()) if inode and inode != "0" else None
+        if owner is not None:
+            return owner
+        time.sleep(0.02)
+    raise AssertionError(f"no worker holds the connection from port {client_port}")

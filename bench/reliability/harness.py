@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import REPO_ROOT, GunicornServer
+from tests.servers import AUTH_HEADER, REPO_ROOT, TEST_API_KEY, GunicornServer
 
 ACCESS_LINE = re.compile(r"logger=heliox\.access .*?request_id=(\S+).*? status=(\d+)")
 # Lines that mean a worker died or was killed instead of draining.
@@ -70,6 +70,7 @@ class LoadDriver:
             "ids": ids,
             "hot_ids": hot_ids or ids,
             "timeout": 30,
+            "api_key": TEST_API_KEY,  # the admin key GunicornServer bootstraps
         }
         self.process: subprocess.Popen[str] | None = None
         self.summary = ""
@@ -226,7 +227,8 @@ def unreadable_items(url: str, ids: Iterable[int]) -> list[int]:
     missing = []
     for item_id in ids:
         try:
-            with urllib.request.urlopen(f"{url}/api/v1/items/{item_id}", timeout=10) as r:
+            request = urllib.request.Request(f"{url}/api/v1/items/{item_id}", headers=AUTH_HEADER)
+            with urllib.request.urlopen(request, timeout=10) as r:
                 if r.status != 200:
                     missing.append(item_id)
         except OSError:
@@ -236,14 +238,20 @@ def unreadable_items(url: str, ids: Iterable[int]) -> list[int]:
 
 @contextlib.contextmanager
 def contract_service(
-    postgres_server: Any, migrated_template: str, redis_url: str, name: str, max_body: int
+    postgres_server: Any,
+    migrated_template: str,
+    redis_url: str,
+    name: str,
+    max_body: int,
+    **extra: str,
 ) -> Iterator[GunicornServer]:
     """The production app under gunicorn (2 workers) on a fresh copy of the migrated database,
     serving its OpenAPI document (DOCS_ENABLED, so that a test can compare the served document
-    with the one it uses, whatever the default); the server's log must hold no bad line."""
+    with the one it uses, whatever the default), with ``extra`` settings; the server's log must
+    hold no bad line."""
     postgres_server.drop_database(name)
     url = postgres_server.create_database(name, template=migrated_template)
-    env = service_env(url, redis_url, MAX_BODY_SIZE=str(max_body), DOCS_ENABLED="true")
+    env = service_env(url, redis_url, MAX_BODY_SIZE=str(max_body), DOCS_ENABLED="true", **extra)
     with GunicornServer(env, workers=2) as server:
         yield server
         log = server.log()

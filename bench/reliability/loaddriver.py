@@ -74,6 +74,7 @@ class Driver:
         self.timeout: float = config.get("timeout", 30.0)
         self.ids: list[int] = config.get("ids", [1])
         self.hot_ids: list[int] = config.get("hot_ids", self.ids)
+        self.api_key: str = config["api_key"]  # every /api/v1 route needs one
         self.out = Path(config["out"]).open("a", buffering=1)  # noqa: SIM115 - closed in run()
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -97,7 +98,7 @@ class Driver:
         body: bytes | None,
     ) -> tuple[http.client.HTTPConnection | None, dict[str, Any]]:
         reused = conn is not None
-        headers = {"X-Request-ID": rid, "Host": "reliability"}
+        headers = {"X-Request-ID": rid, "Host": "reliability", "X-API-Key": self.api_key}
         if body is not None:
             headers["Content-Type"] = "application/json"
         record: dict[str, Any] = {"reused": reused, "status": None, "error": None}

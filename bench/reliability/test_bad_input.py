@@ -16,7 +16,7 @@ import pytest
 
 from bench.reliability.harness import contract_service
 from bench.reliability.loaddriver import error_shape_ok
-from tests.servers import GunicornServer
+from tests.servers import TEST_API_KEY, GunicornServer
 
 MAX_BODY = 4096  # a small MAX_BODY_SIZE makes the 413 cases cheap
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -75,7 +75,9 @@ def raw(
 def request(
     method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b""
 ) -> bytes:
+    # As an admin client (GunicornServer's key): these probe what lies below authentication.
     lines = [f"{method} {target} HTTP/1.1", "Host: reliability", "Connection: close"]
+    lines.append(f"X-API-Key: {TEST_API_KEY}")
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     if body and not any(
         k.lower() in ("content-length", "transfer-encoding") for k in headers or {}

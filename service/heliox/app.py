@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from heliox import __version__
-from heliox.api import health, items
+from heliox.api import health, items, keys
 from heliox.api.openapi import install_openapi, operation_id
 from heliox.core.config import Settings, get_settings
 from heliox.core.errors import install_exception_handlers
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # included router as one more routing level, which costs the probe path about 12 us.
     health.add_routes(app)
     app.include_router(items.router)
+    app.include_router(keys.router)
     install_openapi(app)  # completes the document from the routes, whenever they were added
 
     # Added last = outermost: CORS preflights also get request IDs, headers and metrics. The

@@ -133,7 +133,10 @@ def test_configmap_carries_the_service_settings(helm: str) -> None:
         "RATE_LIMIT_ENABLED": "true",
         "RATE_LIMIT_REQUESTS": "100",
         "RATE_LIMIT_WINDOW_SECONDS": "60",
+        "RATE_LIMIT_AUTH_FAILURES": "20",
         "MAX_BODY_SIZE": "1048576",
+        "AUTH_ENABLED": "true",
+        "AUTH_CACHE_SECONDS": "3",
     }
     # Unset unless given: the service's own default (127.0.0.1) applies.
     assert "FORWARDED_ALLOW_IPS" not in data

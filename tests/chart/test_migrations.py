@@ -26,12 +26,13 @@ from .helpers import (
 
 HOOK = "helm.sh/hook"
 
-# GitOps mode with the bundled stores: their passwords from existing Secrets (the chart refuses
-# to generate them there).
+# GitOps mode with the bundled stores: their passwords and the bootstrap API key from existing
+# Secrets (the chart refuses to generate them there).
 GITOPS_SETS = {
     "migrations.useHelmHooks": False,
     "postgresql.auth.existingSecret": "pg",
     "redis.auth.existingSecret": "rd",
+    "auth.bootstrapKey.existingSecret": "bk",
 }
 
 
@@ -182,7 +183,7 @@ def test_hook_network_policy_opens_what_this_upgrade_opens(helm: str) -> None:
     # No copy without hooks, or without policies.
     for sets, upgrade in (
         ({}, False),
-        ({"migrations.useHelmHooks": False}, True),
+        ({"migrations.useHelmHooks": False, "auth.bootstrapKey.existingSecret": "bk"}, True),
         ({"networkPolicy.enabled": False}, True),
     ):
         other = render(helm, "external", sets, is_upgrade=upgrade)

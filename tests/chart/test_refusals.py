@@ -179,7 +179,14 @@ def test_rate_limit_behind_a_proxy_needs_trusted_proxy_addresses(helm: str, prox
 @pytest.mark.parametrize(
     ("sets", "names"),
     [
-        ({}, ["postgresql.auth.existingSecret", "redis.auth.existingSecret"]),
+        (
+            {},
+            [
+                "postgresql.auth.existingSecret",
+                "redis.auth.existingSecret",
+                "auth.bootstrapKey.existingSecret",
+            ],
+        ),
         ({"postgresql.auth.password": "p"}, ["postgresql.auth.postgresPassword"]),
         ({"postgresql.auth.existingSecret": "pg"}, ["redis.auth.existingSecret"]),
     ],
@@ -202,8 +209,9 @@ def test_gitops_mode_with_passwords_from_secrets_or_values(helm: str) -> None:
         "redis.auth.password": "c",
     }
     external = {"postgresql.enabled": False, "redis.enabled": False, "externalDatabase.host": "db"}
+    key = {"auth.bootstrapKey.existingSecret": "bk"}  # the bootstrap key: tests/chart/test_auth.py
     for sets in (secrets, values, external):
-        assert render(helm, sets={"migrations.useHelmHooks": False, **sets}).has("Job"), sets
+        assert render(helm, sets={"migrations.useHelmHooks": False, **key, **sets}).has("Job"), sets
 
 
 # -- values.schema.json ---------------------------------------------------------------------------

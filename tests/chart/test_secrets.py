@@ -96,13 +96,13 @@ def test_external_stores_with_passwords_in_values(helm: str) -> None:
     assert "DATABASE_PASSWORD" not in env
     assert "REDIS_PASSWORD" not in env
     assert not docs.of_kind("StatefulSet")
-    assert docs.names("Secret") == [FULLNAME]
+    assert docs.names("Secret") == [FULLNAME, f"{FULLNAME}-bootstrap-key"]
 
 
 def test_existing_secrets_for_the_bundled_stores(helm: str) -> None:
     docs = render(helm, "existing-secret")
     # The subcharts make no Secret of their own.
-    assert docs.names("Secret") == [FULLNAME]
+    assert docs.names("Secret") == [FULLNAME, f"{FULLNAME}-bootstrap-key"]
     env = _api_env(docs)
     assert secret_ref(env["DATABASE_PASSWORD"]) == ("heliox-pg-auth", "app-password")
     assert secret_ref(env["REDIS_PASSWORD"]) == ("heliox-redis-auth", "pass")
@@ -126,11 +126,11 @@ def test_existing_secrets_for_the_external_stores(helm: str) -> None:
 
 def test_existing_secret_with_complete_urls(helm: str) -> None:
     docs = render(helm, "existing-url-secret")
-    assert docs.names("Secret") == []
+    assert docs.names("Secret") == [f"{FULLNAME}-bootstrap-key"]  # only the API key (test_auth.py)
     env = _api_env(docs)
     assert secret_ref(env["DATABASE_URL"]) == ("heliox-urls", "db-url")
     assert secret_ref(env["REDIS_URL"]) == ("heliox-urls", "redis-url")
-    assert set(env) == {"DATABASE_URL", "REDIS_URL"}
+    assert set(env) == {"DATABASE_URL", "REDIS_URL", "BOOTSTRAP_API_KEY"}
     job = docs.by_component("Job", "migrations")[0]
     assert secret_ref(env_map(container(job, "migrate"))["DATABASE_URL"]) == (
         "heliox-urls",
@@ -138,7 +138,7 @@ def test_existing_secret_with_complete_urls(helm: str) -> None:
     )
     # In hook mode too: the user's Secret is read directly; no chart Secret copy is made.
     upgrade = render(helm, "existing-url-secret", is_upgrade=True)
-    assert upgrade.names("Secret") == []
+    assert upgrade.names("Secret") == [f"{FULLNAME}-bootstrap-key"]
     hook = upgrade.by_component("Job", "migrations")[0]
     assert secret_ref(env_map(container(hook, "migrate"))["DATABASE_URL"]) == (
         "heliox-urls",

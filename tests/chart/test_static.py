@@ -167,13 +167,16 @@ _GENERATED_KEYS = {"password", "postgres-password", "redis-password"}
 
 
 def _normalised(text: str) -> list[dict[str, Any]]:
-    """Parsed documents with the subcharts' random passwords blanked (they differ per render),
-    also where the migration hook's Secret copy holds the generated PostgreSQL one."""
+    """Parsed documents with the subcharts' random passwords and the generated bootstrap API key
+    blanked (they differ per render), also where the migration hook's Secret copy holds the
+    generated PostgreSQL one."""
     docs = [d for d in yaml.safe_load_all(text) if d]
     for d in docs:
         if d["kind"] == "Secret" and d["metadata"]["name"].endswith(("-postgresql", "-redis")):
             for key in _GENERATED_KEYS & set(d.get("data", {})):
                 d["data"][key] = "<generated>"
+        if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-bootstrap-key"):
+            d["data"] = dict.fromkeys(d["data"], "<generated>")
         hook_copy = d["kind"] == "Secret" and d["metadata"]["name"].endswith("-migrate")
         if hook_copy and "DATABASE_PASSWORD" in d.get("data", {}):
             d["data"]["DATABASE_PASSWORD"] = "<generated>"

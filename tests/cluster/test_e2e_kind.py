@@ -27,6 +27,7 @@ from kindcluster import BROKEN_TAG, IMAGE, NEXT_TAG, NODE_PORT, store_values
 from scenarios import (
     Context,
     Walk,
+    apikeys,
     isolation,
     lifecycle,
     operations,
@@ -208,7 +209,9 @@ class TestLifecycle:
 
     def test_13_the_item_survived_everything(self, life: Rel) -> None:
         with Step(life, "item kept") as ctx, traffic.service_url(ctx) as url:
-            status, got = traffic.http("GET", f"{url}/api/v1/items/{ctx.state['item']}")
+            status, got = traffic.http(
+                "GET", f"{url}/api/v1/items/{ctx.state['item']}", key=apikeys.bootstrap_key(ctx)
+            )
             assert status == 200, (status, got)
 
     def test_14_uninstall_leaves_only_documented_objects(self, life: Rel) -> None:

@@ -18,7 +18,16 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from controlplane import ROOT, Cluster
-from scenarios import Context, Walk, hooktime, isolation, lifecycle, operations, variants
+from scenarios import (
+    Context,
+    Walk,
+    apikeys,
+    hooktime,
+    isolation,
+    lifecycle,
+    operations,
+    variants,
+)
 
 HELMS = [pytest.param("helm", id="helm4"), pytest.param("helm3", id="helm3")]
 RESTRICTED = {
@@ -101,6 +110,7 @@ class TestLifecycle:
         with walk.step("install", pytest.skip):
             lifecycle.install(ctx)
             lifecycle.remember_passwords(ctx)
+            apikeys.remember_bootstrap_key(ctx)
 
     def test_02_install_time_migration_job_gates_api_pods(self, life: Rel) -> None:
         ctx, walk = life
@@ -122,6 +132,7 @@ class TestLifecycle:
         with walk.step("second upgrade", pytest.skip):
             lifecycle.upgrade_runs_hook_first(ctx, "scenario-2", {"config": {"logLevel": "DEBUG"}})
             lifecycle.passwords_unchanged(ctx, min_upgrades=2)
+            apikeys.bootstrap_key_unchanged(ctx)
 
     def test_05_failing_migration_hook_fails_upgrade_old_pods_stay(self, life: Rel) -> None:
         ctx, walk = life
@@ -196,6 +207,13 @@ class TestExternalStores:
 
 
 class TestGitOpsMode:
+    def test_refuses_a_generated_bootstrap_key(self, gitops: Rel) -> None:
+        ctx, walk = gitops
+        with walk.step("gitops key refusal", pytest.skip):
+            stores = variants.gitops_store_secrets(ctx)
+            ctx.state["gitops_stores"] = stores
+            apikeys.gitops_refuses_a_generated_key(ctx, stores)
+
     def test_install_and_upgrade_without_helm_hooks(self, gitops: Rel) -> None:
         ctx, walk = gitops
         with walk.step("gitops", pytest.skip):

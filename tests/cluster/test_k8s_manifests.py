@@ -213,19 +213,25 @@ def test_overlay_applies_server_side_in_a_restricted_namespace(
 
 
 def test_dev_overlay_runs(cluster: Cluster, labelled_namespace: str) -> None:
-    """Applied for real with the two password Secrets the README creates: the migration Job
-    completes, the stores and the API become ready (kwok plays the kubelet)."""
+    """Applied for real with the Secrets the README creates (two passwords, the bootstrap API
+    key): the migration Job completes, the stores and the API become ready (kwok plays the
+    kubelet), the API reading its key from that Secret."""
     ns = labelled_namespace
-    for secret, keys in (
-        ("heliox-postgresql-auth", ("password", "postgres-password")),
-        ("heliox-redis-auth", ("redis-password",)),
+    api_key = f"hx_{os.urandom(6).hex()}_{os.urandom(32).hex()}"  # the README's openssl line
+    for secret, data in (
+        ("heliox-postgresql-auth", {"password": None, "postgres-password": None}),
+        ("heliox-redis-auth", {"redis-password": None}),
+        ("heliox-bootstrap-key", {"api-key": api_key}),
     ):
         cluster.apply(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {"name": secret},
-                "data": {k: base64.b64encode(os.urandom(18)).decode() for k in keys},
+                "data": {
+                    k: base64.b64encode(v.encode() if v else os.urandom(18)).decode()
+                    for k, v in data.items()
+                },
             },
             ns,
         )
@@ -244,6 +250,12 @@ def test_dev_overlay_runs(cluster: Cluster, labelled_namespace: str) -> None:
         "wait", "--for=condition=available", "deployment/heliox", "-n", ns, "--timeout=120s",
         timeout=150,
     )  # fmt: skip
+    api = cluster.get("deployment", "heliox", ns)["spec"]["template"]["spec"]["containers"][0]
+    [key_env] = [e for e in api["env"] if e["name"] == "BOOTSTRAP_API_KEY"]
+    assert key_env["valueFrom"]["secretKeyRef"] == {
+        "name": "heliox-bootstrap-key",
+        "key": "api-key",
+    }
     claims = {c["metadata"]["name"]: c for c in cluster.items("pvc", ns)}
     assert {c["status"]["phase"] for c in claims.values()} == {"Bound"}
     (database,) = [c for name, c in claims.items() if "postgresql" in name]

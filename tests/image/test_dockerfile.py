@@ -206,6 +206,18 @@ def test_heliox_migrate_is_the_runner_packages_console_script() -> None:
     assert callable(entry.load())
 
 
+def test_heliox_admin_is_the_service_packages_console_script() -> None:
+    """`kubectl exec deploy/heliox -- heliox-admin ...` (README, NOTES.txt): the image installs
+    the service package, whose console script it is."""
+    project = tomllib.loads((ROOT / "service" / "pyproject.toml").read_text())
+    target = project["project"]["scripts"]["heliox-admin"]
+    entry = _console_script("heliox-admin")
+    assert entry.value == target == "heliox.cli.admin:main"
+    assert entry.dist is not None
+    assert entry.dist.name == project["project"]["name"]
+    assert callable(entry.load())
+
+
 def _heliox_containers(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     repo = chart_values()["image"]["repository"]
     found = []

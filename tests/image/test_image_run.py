@@ -31,7 +31,14 @@ from typing import Any
 
 import pytest
 
-from tests.servers import PostgresServer, children_of, find_postgres_bin, free_port
+from tests.servers import (
+    AUTH_HEADER,
+    TEST_API_KEY,
+    PostgresServer,
+    children_of,
+    find_postgres_bin,
+    free_port,
+)
 
 from .dockerfile import Dockerfile, copies
 from .helpers import DOCKERFILE, ROOT, find, render
@@ -132,9 +139,11 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
 
 
-def _get(url: str) -> tuple[int, Any]:
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=5
+        ) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -187,6 +196,7 @@ def jail_run(postgres: PostgresServer) -> Iterator[dict[str, Any]]:
         "WEB_CONCURRENCY": "2",
         "LANG": "C.UTF-8",
         "DATABASE_URL": postgres.create_database("heliox_image"),
+        "BOOTSTRAP_API_KEY": TEST_API_KEY,  # as the chart's Secret gives it
     }
     # The chart's migration command lines (Job, then the API pods' init container).
     docs = render()
@@ -261,13 +271,14 @@ def test_the_image_command_serves_as_the_image_user(jail_run: dict[str, Any]) ->
     request = urllib.request.Request(
         f"{url}/api/v1/items",
         data=json.dumps({"name": "jailed", "description": "read-only root"}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **AUTH_HEADER},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=5) as r:
         assert r.status == 201
         item = json.loads(r.read())
-    assert _get(f"{url}/api/v1/items/{item['id']}")[0] == 200
+    assert _get(f"{url}/api/v1/items/{item['id']}", AUTH_HEADER)[0] == 200
+    assert _get(f"{url}/api/v1/items/{item['id']}")[0] == 401
     status, metrics = _get(f"{url}/metrics")  # summed from multiprocess files in /dev/shm
     assert status == 200
     assert b"heliox_http_requests_total{" in metrics

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from heliox.core.metrics import FLUSH_INTERVAL_SECONDS
-from tests.servers import GunicornServer
+from tests.servers import TEST_API_KEY, GunicornServer
 
 
 def _send(server: GunicornServer, method: str, path: str, rid: str, body: bytes) -> socket.socket:
@@ -26,7 +26,8 @@ def _send(server: GunicornServer, method: str, path: str, rid: str, body: bytes)
     connection = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     connection.sendall(
         f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        f"X-Request-ID: {rid}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        f"X-API-Key: {TEST_API_KEY}\r\nX-Request-ID: {rid}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
     )
     return connection
 

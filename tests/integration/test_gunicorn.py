@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from heliox.core.metrics import FLUSH_INTERVAL_SECONDS
-from tests.servers import GunicornServer, PostgresServer
+from tests.servers import AUTH_HEADER, TEST_API_KEY, GunicornServer, PostgresServer
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
+    request = urllib.request.Request(url, headers={**AUTH_HEADER, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
@@ -29,7 +29,9 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
 
 def _post_json(url: str, payload: dict[str, object]) -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+        url,
+        data=json.dumps(payload).encode(),
+        headers={"content-type": "application/json", **AUTH_HEADER},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, json.loads(response.read())
@@ -99,6 +101,9 @@ def test_sigterm_drains_in_flight_requests(
         slow = socket.create_connection(("127.0.0.1", server.port), timeout=15)
         slow.sendall(
             b"POST /api/v1/items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            + b"X-API-Key: "
+            + TEST_API_KEY.encode()
+            + b"\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:5]
         )
         time.sleep(0.5)  # the request is in the worker, its body half sent

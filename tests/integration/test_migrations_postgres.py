@@ -21,6 +21,7 @@ from tests.server_fixtures import MIGRATE_COMMAND, run_migrate
 from tests.servers import REPO_ROOT, PostgresServer, free_port
 
 SCRIPTS = REPO_ROOT / "migrations-job"
+HEAD = "0002"  # the newest real revision (api_keys); the tests add theirs on top
 
 
 def _tables(server: PostgresServer, url: str) -> set[str]:
@@ -42,7 +43,7 @@ def test_commands(postgres_server: PostgresServer, empty_database_url: str) -> N
     assert upgraded.returncode == 0, upgraded.stderr
     assert "Running upgrade  -> 0001" in upgraded.stderr
     assert {"items", "alembic_version"} <= _tables(postgres_server, url)
-    assert run_migrate(url, "current").stdout.strip() == "0001"
+    assert run_migrate(url, "current").stdout.strip() == HEAD
     assert run_migrate(url, "check").returncode == 0
     # The DSN's password never reaches the output.
     assert postgres_server.password not in upgraded.stderr + upgraded.stdout
@@ -117,7 +118,7 @@ def test_concurrent_upgrades_serialize_and_both_succeed(
     assert all("another migration run holds the lock; waiting for it" in err for err in stderr)
     # Exactly one of them applied the revision; the other found the schema at head.
     assert sum("Running upgrade  -> 0001" in err for err in stderr) == 1
-    assert run_migrate(empty_database_url, "current").stdout.strip() == "0001"
+    assert run_migrate(empty_database_url, "current").stdout.strip() == HEAD
 
 
 def test_two_upgrades_racing_from_empty(empty_database_url: str) -> None:
@@ -140,11 +141,11 @@ def test_failing_migration_keeps_the_previous_revision(
 ) -> None:
     scripts = tmp_path / "migrations"
     shutil.copytree(SCRIPTS, scripts, ignore=shutil.ignore_patterns("heliox_migrate", "*.egg-info"))
-    (scripts / "versions" / "0002_broken.py").write_text(
+    (scripts / "versions" / "0003_broken.py").write_text(
         '"""A revision that fails halfway."""\n'
         "import sqlalchemy as sa\n"
         "from alembic import op\n\n"
-        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        'revision = "0003"\ndown_revision = "0002"\nbranch_labels = None\ndepends_on = None\n\n\n'
         "def upgrade():\n"
         '    op.add_column("items", sa.Column("half_done", sa.Integer()))\n'
         '    op.execute("SELECT * FROM no_such_table")\n\n\n'
@@ -156,10 +157,10 @@ def test_failing_migration_keeps_the_previous_revision(
     errors = _error_lines(result.stderr)
     assert len(errors) == 1, result.stderr
     assert "upgrade to head failed: UndefinedTable: relation" in errors[0]
-    assert "schema left at revision 0001 (was base)" in errors[0]
+    assert f"schema left at revision {HEAD} (was base)" in errors[0]
     assert "Traceback" not in result.stderr
-    # 0001 stayed applied, 0002's first half was rolled back with it.
-    assert run_migrate(empty_database_url, "current").stdout.strip() == "0001"
+    # the real revisions stayed applied, 0003's first half was rolled back with it.
+    assert run_migrate(empty_database_url, "current").stdout.strip() == HEAD
     columns = postgres_server.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'",
         dbname=empty_database_url.rsplit("/", 1)[1],
@@ -167,17 +168,17 @@ def test_failing_migration_keeps_the_previous_revision(
     assert "half_done" not in {c[0] for c in columns}
     check = run_migrate(empty_database_url, "check", HELIOX_MIGRATIONS_DIR=str(scripts))
     assert check.returncode == 1
-    assert "schema is at revision 0001, head is 0002" in check.stderr
+    assert f"schema is at revision {HEAD}, head is 0003" in check.stderr
 
 
 def _scripts_with(tmp_path: Path, name: str, body: str) -> Path:
-    """A copy of the migration scripts with one more revision, 0002, running ``body``."""
+    """A copy of the migration scripts with one more revision, 0003, running ``body``."""
     scripts = tmp_path / "migrations"
     shutil.copytree(SCRIPTS, scripts, ignore=shutil.ignore_patterns("heliox_migrate", "*.egg-info"))
-    (scripts / "versions" / f"0002_{name}.py").write_text(
+    (scripts / "versions" / f"0003_{name}.py").write_text(
         f'"""{name}"""\n'
         "from alembic import op\n\n"
-        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        'revision = "0003"\ndown_revision = "0002"\nbranch_labels = None\ndepends_on = None\n\n\n'
         f"def upgrade():\n    {body}\n\n\n"
         "def downgrade():\n    pass\n"
     )
@@ -256,7 +257,7 @@ def test_database_lost_mid_migration_is_one_line_and_exit_1(tmp_path: Path, how:
     if how == "server-stopped":
         assert "lost the database connection, schema revision unknown (was base)" in errors[0]
     else:  # the server is still there: the runner reconnects and can tell
-        assert "schema left at revision 0001 (was base)" in errors[0]
+        assert f"schema left at revision {HEAD} (was base)" in errors[0]
 
 
 def test_unreachable_database_gives_up_in_bounded_time() -> None:

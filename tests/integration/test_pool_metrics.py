@@ -23,56 +23,17 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from heliox.core.metrics import FLUSH_INTERVAL_SECONDS
-from tests.servers import GunicornServer
+from tests.servers import TEST_API_KEY, GunicornServer, worker_of
 
 # Each worker writes its pool figures once a flush interval; the grace is for a loaded machine
 # (a worker not scheduled in time). Before the fix they were written only at a scrape: never.
 PUBLISHED_WITHIN = FLUSH_INTERVAL_SECONDS + 4
 
 
-def _server_end_inode(server_port: int, client_port: int) -> str | None:
-    """The socket inode of the server's end of 127.0.0.1:client_port -> :server_port."""
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
-        if int(local, 16) == server_port and int(remote, 16) == client_port:
-            return fields[9]
-    return None
-
-
-def _owner(inode: str, pids: list[int]) -> int | None:
-    target = f"socket:[{inode}]"
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    return pid
-            except OSError:
-                continue
-    return None
-
-
-def _worker_of(server: GunicornServer, connection: socket.socket, timeout: float = 5) -> int:
-    """The worker that accepted this client connection."""
-    client_port = connection.getsockname()[1]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        inode = _server_end_inode(server.port, client_port)
-        owner = _owner(inode, server.worker_pids()) if inode and inode != "0" else None
-        if owner is not None:
-            return owner
-        time.sleep(0.02)
-    raise AssertionError(f"no worker holds the connection from port {client_port}")
-
-
 def _http(method: str, path: str, body: bytes = b"") -> bytes:
     return (
         f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"X-API-Key: {TEST_API_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
@@ -96,7 +57,7 @@ def _scrape(server: GunicornServer) -> tuple[int, dict[str, float]]:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
         connection.sendall(_http("GET", "/metrics"))
         status, body = _read_response(connection)
-        worker = _worker_of(server, connection)  # still open: keep-alive
+        worker = worker_of(server, connection)  # still open: keep-alive
     assert status == 200
     gauges = {
         name: float(value)
@@ -129,7 +90,7 @@ class _Held:
         connection = socket.create_connection(("127.0.0.1", self.server.port), timeout=30)
         body = json.dumps({"name": "held"}).encode()
         connection.sendall(_http("PATCH", f"/api/v1/items/{self.item_id}", body))
-        worker = _worker_of(self.server, connection)
+        worker = worker_of(self.server, connection)
         self.by_worker.setdefault(worker, []).append(connection)
         return worker
 

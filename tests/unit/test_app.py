@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 from heliox.app import create_app
 from heliox.core.config import Settings
 from heliox.core.ratelimit import Decision
-from tests.helpers import assert_error_body, client_for, make_settings
+from tests.helpers import API_KEY_HEADER, assert_error_body, client_for, create_key, make_settings
 from tests.servers import free_port
 
 
@@ -305,8 +305,13 @@ class _Refusing:
     def __init__(self, unavailable: bool = False) -> None:
         self.unavailable = unavailable
 
-    async def hit(self, identity: str) -> Decision:
+    async def hit(
+        self, identity: str, limit: int | None = None, guard: str | None = None
+    ) -> Decision:
         return Decision(allowed=False, retry_after=7, unavailable=self.unavailable)
+
+    async def blocked(self, address: str) -> bool:
+        return False
 
 
 @pytest.mark.parametrize("origins", [["https://app.example"], ["*"]], ids=["listed", "any"])
@@ -322,19 +327,23 @@ def test_errors_answered_by_the_middleware_carry_cors_headers(
     async def boom() -> None:
         raise RuntimeError("kaboom")
 
-    origin = {"origin": "https://app.example"}
+    origin = {
+        "origin": "https://app.example",
+        API_KEY_HEADER: create_key(str(settings.database_url)),
+    }
     expected_origin = "*" if origins == ["*"] else "https://app.example"
     with TestClient(app, raise_server_exceptions=False) as client:
         responses = {
             "413": client.post("/api/v1/items", content=b"x" * 200, headers=origin),
             "500": client.get("/api/v1/boom", headers=origin),
         }
-        resources = app.state.resources
-        resources.limiter = _Refusing()
+        # The rate limit's answers (api/auth.py) pass CORSMiddleware, like every routed error.
+        gate = app.state.resources.gate
+        gate.limiter = _Refusing()
         responses["429"] = client.get("/api/v1/items", headers=origin)
-        resources.limiter = _Refusing(unavailable=True)
+        gate.limiter = _Refusing(unavailable=True)
         responses["503"] = client.get("/api/v1/items", headers=origin)
-        resources.limiter = None
+        gate.limiter = None
     for status, response in responses.items():
         assert response.status_code == int(status), response.text
         assert response.headers["access-control-allow-origin"] == expected_origin, status

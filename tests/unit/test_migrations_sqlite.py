@@ -32,7 +32,7 @@ def test_upgrade_check_current_downgrade(db_file: Path, capsys: pytest.CaptureFi
     assert {"items", "alembic_version"} <= _tables(db_file)
     capsys.readouterr()
     assert migrate(["current"]) == 0
-    assert capsys.readouterr().out.strip() == "0001"
+    assert capsys.readouterr().out.strip() == "0002"  # head: api_keys
     assert migrate(["check"]) == 0
     assert migrate(["upgrade"]) == 0  # idempotent at head
     assert migrate(["downgrade", "base"]) == 0

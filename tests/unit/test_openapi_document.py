@@ -18,6 +18,7 @@ from heliox.api.answers import (
     answers_for,
     depends_on,
 )
+from heliox.api.auth import Require
 from heliox.api.deps import DB
 from heliox.app import create_app
 from heliox.core.config import Settings
@@ -26,15 +27,20 @@ from tests.servers import free_port
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 # The reviewed table: what each operation answers besides success, and why (api/answers.py).
+AUTH = {"401", "403", "429"}  # every /api/v1 operation: api/auth.py
 EXPECTED = {
     ("get", "/health"): {"200", "413", "500"},
     ("get", "/health/db"): {"200", "413", "500", "503"},
     ("get", "/"): {"200", "413", "500"},
-    ("post", "/api/v1/items"): {"201", "400", "413", "422", "429", "500", "503"},
-    ("get", "/api/v1/items"): {"200", "413", "422", "429", "500", "503"},
-    ("get", "/api/v1/items/{item_id}"): {"200", "404", "413", "422", "429", "500", "503"},
-    ("patch", "/api/v1/items/{item_id}"): {"200", "400", "404", "413", "422", "429", "500", "503"},
-    ("delete", "/api/v1/items/{item_id}"): {"204", "404", "413", "422", "429", "500", "503"},
+    ("post", "/api/v1/items"): {"201", "400", "413", "422", "500", "503"} | AUTH,
+    ("get", "/api/v1/items"): {"200", "413", "422", "500", "503"} | AUTH,
+    ("get", "/api/v1/items/{item_id}"): {"200", "404", "413", "422", "500", "503"} | AUTH,
+    ("patch", "/api/v1/items/{item_id}"): {"200", "400", "404", "413", "422", "500", "503"} | AUTH,
+    ("delete", "/api/v1/items/{item_id}"): {"204", "404", "413", "422", "500", "503"} | AUTH,
+    ("post", "/api/v1/keys"): {"201", "400", "413", "422", "500", "503"} | AUTH,
+    ("get", "/api/v1/keys"): {"200", "413", "422", "500", "503"} | AUTH,
+    ("get", "/api/v1/keys/{key_id}"): {"200", "404", "413", "422", "500", "503"} | AUTH,
+    ("delete", "/api/v1/keys/{key_id}"): {"204", "404", "413", "422", "500", "503"} | AUTH,
 }
 
 
@@ -85,7 +91,7 @@ def test_a_new_route_is_documented_by_what_it_is() -> None:
     # Nobody lists statuses for these: the rules read the path, parameters and dependencies.
     app = create_app(make_settings())
 
-    @app.get("/api/v1/things/{thing_id}")
+    @app.get("/api/v1/things/{thing_id}", dependencies=[Depends(Require())])
     async def get_thing(thing_id: int, db: DB) -> dict[str, int]:
         return {}
 
@@ -94,10 +100,13 @@ def test_a_new_route_is_documented_by_what_it_is() -> None:
         return {}
 
     ops = operations(app.openapi())
-    assert set(ops[("get", "/api/v1/things/{thing_id}")]["responses"]) == {
-        "200", "404", "413", "422", "429", "500", "503"
+    thing = ops[("get", "/api/v1/things/{thing_id}")]
+    assert set(thing["responses"]) == {
+        "200", "401", "403", "404", "413", "422", "429", "500", "503"
     }  # fmt: skip
+    assert thing["security"] == [{"ApiKey": []}]
     assert set(ops[("get", "/ping")]["responses"]) == {"200", "413", "500"}
+    assert "security" not in ops[("get", "/ping")]
 
 
 def require_api_key() -> None:

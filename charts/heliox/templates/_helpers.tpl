@@ -278,7 +278,7 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
 {{/* Names the chart sets itself (ConfigMap keys and secret-wiring variables). */}}
 {{- define "heliox.reservedEnvNames" -}}
 {{- $names := keys (include "heliox.builtinConfig" . | fromJson) | concat (include "heliox.optionalConfigKeys" . | fromJsonArray) -}}
-{{- $names = concat $names (list "DATABASE_URL" "DATABASE_PASSWORD" "REDIS_URL" "REDIS_PASSWORD" "MIGRATE_DB_WAIT_TIMEOUT") -}}
+{{- $names = concat $names (list "DATABASE_URL" "DATABASE_PASSWORD" "REDIS_URL" "REDIS_PASSWORD" "MIGRATE_DB_WAIT_TIMEOUT" "BOOTSTRAP_API_KEY" "METRICS_TOKEN") -}}
 {{- toJson (sortAlpha $names) -}}
 {{- end -}}
 
@@ -309,7 +309,7 @@ Full env list of a Heliox container: the secret wiring, then `extraEnv` (and any
 {{/* ConfigMap keys the chart sets from `config` only when given (else the service's default
 applies); still the chart's own, so `config.extra` and `extraEnv` may not set them. */}}
 {{- define "heliox.optionalConfigKeys" -}}
-{{- toJson (list "FORWARDED_ALLOW_IPS" "DOCS_ENABLED") -}}
+{{- toJson (list "FORWARDED_ALLOW_IPS" "DOCS_ENABLED" "RATE_LIMIT_READER_REQUESTS" "RATE_LIMIT_WRITER_REQUESTS" "RATE_LIMIT_ADMIN_REQUESTS" "OIDC_ISSUER" "OIDC_AUDIENCE" "OIDC_ROLE_CLAIM" "OIDC_JWKS_URL") -}}
 {{- end -}}
 
 {{/* The ConfigMap keys the chart sets from `config`. */}}
@@ -333,7 +333,26 @@ applies); still the chart's own, so `config.extra` and `extraEnv` may not set th
   "RATE_LIMIT_REQUESTS" (int $c.rateLimit.requests | toString)
   "RATE_LIMIT_WINDOW_SECONDS" (int $c.rateLimit.windowSeconds | toString)
   "MAX_BODY_SIZE" (int64 $c.maxBodySize | toString)
+  "RATE_LIMIT_AUTH_FAILURES" (int $c.rateLimit.authFailures | toString)
+  "AUTH_ENABLED" (toString .Values.auth.enabled)
+  "AUTH_CACHE_SECONDS" (toString .Values.auth.cacheSeconds)
 -}}
+{{- range $role := list "reader" "writer" "admin" -}}
+{{- $n := get $c.rateLimit (printf "%sRequests" $role) -}}
+{{- if $n -}}
+{{- $_ := set $data (printf "RATE_LIMIT_%s_REQUESTS" (upper $role)) (int $n | toString) -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.auth.oidc -}}
+{{- if .issuer -}}
+{{- $_ := set $data "OIDC_ISSUER" .issuer -}}
+{{- $_ := set $data "OIDC_AUDIENCE" .audience -}}
+{{- $_ := set $data "OIDC_ROLE_CLAIM" .roleClaim -}}
+{{- if .jwksUrl -}}
+{{- $_ := set $data "OIDC_JWKS_URL" .jwksUrl -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if not (kindIs "invalid" $c.docsEnabled) -}}
 {{- $_ := set $data "DOCS_ENABLED" (toString $c.docsEnabled) -}}
 {{- end -}}
@@ -378,6 +397,7 @@ applies); still the chart's own, so `config.extra` and `extraEnv` may not set th
   "data" (include "heliox.secretData" . | fromJson)
   "db" (include "heliox.db" . | fromJson)
   "redis" (include "heliox.redis" . | fromJson)
+  "auth" (include "heliox.authSecretRefs" . | fromJson)
 -}}
 {{- toJson $in | sha256sum -}}
 {{- end -}}
@@ -403,4 +423,55 @@ podAntiAffinity:
         matchLabels:
           {{- include "heliox.selectorLabels" (dict "ctx" . "component" "api") | nindent 10 }}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The bootstrap API key's Secret, as JSON {"enabled", "secretName", "key", "generated"}: the
+user's `auth.bootstrapKey.existingSecret`, else the chart's `<fullname>-bootstrap-key`.
+*/}}
+{{- define "heliox.bootstrapKey" -}}
+{{- $b := .Values.auth.bootstrapKey -}}
+{{- $on := and .Values.auth.enabled $b.enabled -}}
+{{- $name := $b.existingSecret | default (printf "%s-bootstrap-key" (include "heliox.fullname" .)) -}}
+{{- toJson (dict "enabled" $on "secretName" $name "key" $b.existingSecretKey "generated" (and $on (not $b.existingSecret))) -}}
+{{- end -}}
+
+{{/*
+The generated bootstrap key: read back from the live Secret (`lookup`, so it stays the same
+across upgrades), else a new one in the service's format (hx_ + 12 lowercase letters or digits
++ _ + 43 letters or digits, about 256 random bits). Worked out once per render, like the
+stores' passwords. Under `helm template` there is no cluster: a new key each render (GitOps mode
+refuses it, validate.yaml).
+*/}}
+{{- define "heliox.bootstrapKeyValue" -}}
+{{- if not (hasKey . "_helioxBootstrapKey") -}}
+{{- $b := include "heliox.bootstrapKey" . | fromJson -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $b.secretName | default dict -}}
+{{- $value := get (get $existing "data" | default dict) $b.key | default "" | b64dec -}}
+{{- if not $value -}}
+{{- $value = printf "hx_%s_%s" (randAlphaNum 12 | lower) (randAlphaNum 43) -}}
+{{- end -}}
+{{- $_ := set . "_helioxBootstrapKey" $value -}}
+{{- end -}}
+{{- get . "_helioxBootstrapKey" -}}
+{{- end -}}
+
+{{/* Names (never values) of the Secrets the API pods read credentials from, for the checksum. */}}
+{{- define "heliox.authSecretRefs" -}}
+{{- $b := include "heliox.bootstrapKey" . | fromJson -}}
+{{- $m := .Values.metrics.auth -}}
+{{- toJson (dict "bootstrap" (ternary (printf "%s/%s" $b.secretName $b.key) "" $b.enabled) "metrics" (ternary (printf "%s/%s" $m.existingSecret $m.existingSecretKey) "" (ne $m.existingSecret ""))) -}}
+{{- end -}}
+
+{{/* The API container's credential variables: BOOTSTRAP_API_KEY and METRICS_TOKEN, from Secrets. */}}
+{{- define "heliox.authEnv" -}}
+{{- $b := include "heliox.bootstrapKey" . | fromJson -}}
+{{- $list := list -}}
+{{- if $b.enabled -}}
+{{- $list = append $list (dict "name" "BOOTSTRAP_API_KEY" "valueFrom" (dict "secretKeyRef" (dict "name" $b.secretName "key" $b.key))) -}}
+{{- end -}}
+{{- with .Values.metrics.auth.existingSecret -}}
+{{- $list = append $list (dict "name" "METRICS_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" . "key" $.Values.metrics.auth.existingSecretKey))) -}}
+{{- end -}}
+{{- toJson $list -}}
 {{- end -}}

@@ -2,8 +2,7 @@
 
 Each entry says which code answers it and a rule over what the route is (its path, parameters,
 body and dependencies), so a new route is documented by what it is, not by a list kept beside
-it. A new status is one entry: API keys will add
-``ErrorAnswer(401, "No valid API key", depends_on(require_api_key))``.
+it. A new status is one entry, e.g. 401: ``ErrorAnswer(401, ..., depends_on(authenticate))``.
 405 is not here: it answers a method no operation has (``Allow`` lists the ones that exist).
 """
 
@@ -17,10 +16,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_flat_params
 from starlette.routing import compile_path
 
+from heliox.api.auth import authenticate
 from heliox.api.deps import get_database, get_db_health
-from heliox.core.middleware import RATE_LIMITED_PREFIX
 
 RETRY_AFTER = "Retry-After"
+WWW_AUTHENTICATE = "WWW-Authenticate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +73,6 @@ def names_a_resource(route: RouteFacts) -> bool:
     return bool(route.path_parameters)
 
 
-def rate_limited(route: RouteFacts) -> bool:
-    return route.path.startswith(RATE_LIMITED_PREFIX)
-
-
 def depends_on(*calls: Callable[..., Any]) -> Rule:
     wanted = frozenset(calls)
 
@@ -97,6 +93,21 @@ class ErrorAnswer:
 ERROR_ANSWERS: tuple[ErrorAnswer, ...] = (
     # FastAPI's body reader: bytes it cannot decode as text (not UTF-8).
     ErrorAnswer(400, "The body cannot be read as JSON text.", takes_a_body),
+    # api/auth.py: no credential, or one that is unknown, wrong, revoked or expired.
+    ErrorAnswer(
+        401,
+        "No valid credential (an API key in X-API-Key, or a bearer token); `WWW-Authenticate` "
+        "says so.",
+        depends_on(authenticate),
+        (WWW_AUTHENTICATE,),
+    ),
+    # api/auth.py Require: the caller's role is below what the operation needs.
+    ErrorAnswer(
+        403,
+        "The credential is valid but its role does not allow this operation (reader: reads; "
+        "writer: reads and writes; admin: also key management).",
+        depends_on(authenticate),
+    ),
     # The handlers: a path parameter names a resource, and it may not exist.
     ErrorAnswer(404, "No resource has this identifier.", names_a_resource),
     # HelioxMiddleware, before routing: Content-Length, or a chunked body as it arrives.
@@ -113,12 +124,12 @@ ERROR_ANSWERS: tuple[ErrorAnswer, ...] = (
         "The database refused a value (`details.reason`: invalid_value).",
         depends_on(get_database),
     ),
-    # HelioxMiddleware's rate limit (on when Redis is configured and RATE_LIMIT_ENABLED).
+    # api/auth.py's rate limit (on when Redis is configured and RATE_LIMIT_ENABLED).
     ErrorAnswer(
         429,
-        "Too many requests from this client address in the window (`details`: limit, "
-        "window_seconds).",
-        rate_limited,
+        "Too many requests from this caller in the window, or too many failed credentials from "
+        "this client address (`details`: limit, window_seconds).",
+        depends_on(authenticate),
         (RETRY_AFTER,),
     ),
     # HelioxMiddleware: an exception no handler took (details only in development).
@@ -130,11 +141,12 @@ ERROR_ANSWERS: tuple[ErrorAnswer, ...] = (
         depends_on(get_database, get_db_health),
         (RETRY_AFTER,),
     ),
-    # HelioxMiddleware: Redis down and RATE_LIMIT_FAIL_OPEN=false.
+    # api/auth.py: Redis down and RATE_LIMIT_FAIL_OPEN=false; the OIDC issuer's keys unreachable.
     ErrorAnswer(
         503,
-        "The rate limiter is unavailable (only with RATE_LIMIT_FAIL_OPEN=false).",
-        rate_limited,
+        "The rate limiter (only with RATE_LIMIT_FAIL_OPEN=false) or the identity provider is "
+        "unavailable.",
+        depends_on(authenticate),
         (RETRY_AFTER,),
     ),
 )

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from heliox import __version__
+from heliox.api.auth import bearer_matches
 from heliox.api.deps import DbHealthDep, get_resources
 from heliox.core import metrics
 from heliox.core.errors import error_response
@@ -20,6 +21,7 @@ from heliox.schemas.health import Liveness, Readiness, ServiceInfo
 logger = logging.getLogger("heliox.health")
 
 _OK = b'{"status":"ok"}'
+_METRICS_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
 
 
 async def health() -> Response:
@@ -51,6 +53,12 @@ async def info(request: Request) -> dict[str, str]:
 
 async def metrics_endpoint(request: Request) -> Response:
     resources = get_resources(request)
+    token = resources.settings.metrics_token
+    # METRICS_TOKEN set: scrapers send it (the chart's ServiceMonitor, bearerTokenSecret).
+    if token is not None and not bearer_matches(request, token.get_secret_value()):
+        return error_response(
+            401, "This endpoint needs the metrics bearer token", None, _METRICS_CHALLENGE
+        )
     with contextlib.suppress(NotStarted):  # no pool to report before startup
         metrics.set_pool_figures(resources.db.pool_status())
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)

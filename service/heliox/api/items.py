@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from starlette.responses import Response
 
+from heliox.api.auth import CallerDep, Require
 from heliox.api.deps import DB, CacheDep
+from heliox.core.audit import audit
 from heliox.repositories import items as repo
 from heliox.schemas.item import ItemCreate, ItemPage, ItemRead, ItemUpdate
 
 # The full prefix is declared here, not in include_router(): the route template that metrics
 # are labelled with is the path this router declares.
-router = APIRouter(prefix="/api/v1/items", tags=["items"])
+# Readers may read, writers write (api/auth.py Require).
+router = APIRouter(prefix="/api/v1/items", tags=["items"], dependencies=[Depends(Require())])
 
 NAMESPACE = "items"
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -40,9 +43,10 @@ def _cached(body: bytes, hit: bool) -> Response:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ItemRead)
-async def create_item(data: ItemCreate, db: DB, cache: CacheDep) -> Response:
+async def create_item(data: ItemCreate, db: DB, cache: CacheDep, caller: CallerDep) -> Response:
     item = await db.run(lambda s: repo.create(s, data))
     await cache.invalidate(NAMESPACE)
+    audit(caller, "item.create", f"items/{item.id}")
     return Response(item.model_dump_json(), status_code=201, media_type=_JSON)
 
 
@@ -76,17 +80,21 @@ async def get_item(item_id: ItemId, db: DB, cache: CacheDep) -> Response:
 
 
 @router.patch("/{item_id}", response_model=ItemRead)
-async def update_item(item_id: ItemId, data: ItemUpdate, db: DB, cache: CacheDep) -> Response:
+async def update_item(
+    item_id: ItemId, data: ItemUpdate, db: DB, cache: CacheDep, caller: CallerDep
+) -> Response:
     item = await db.run(lambda s: repo.update(s, item_id, data))
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
     await cache.invalidate(NAMESPACE)
+    audit(caller, "item.update", f"items/{item_id}")
     return Response(item.model_dump_json(), media_type=_JSON)
 
 
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_item(item_id: ItemId, db: DB, cache: CacheDep) -> Response:
+async def delete_item(item_id: ItemId, db: DB, cache: CacheDep, caller: CallerDep) -> Response:
     if not await db.run(lambda s: repo.delete(s, item_id)):
         raise HTTPException(404, _NOT_FOUND)
     await cache.invalidate(NAMESPACE)
+    audit(caller, "item.delete", f"items/{item_id}")
     return Response(status_code=204)

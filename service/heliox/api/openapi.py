@@ -19,7 +19,14 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import TypeAdapter
 
-from heliox.api.answers import RETRY_AFTER, ErrorAnswer, RouteFacts, answers_for
+from heliox.api.answers import (
+    RETRY_AFTER,
+    WWW_AUTHENTICATE,
+    ErrorAnswer,
+    RouteFacts,
+    answers_for,
+)
+from heliox.api.auth import API_KEY_HEADER, authenticate
 from heliox.api.links import add_links
 from heliox.core.errors import ErrorBody
 from heliox.core.requestid import SANE_PATTERN
@@ -42,7 +49,37 @@ HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "integer", "minimum": 0},
     },
+    WWW_AUTHENTICATE: {
+        "description": 'The challenge (RFC 6750): `Bearer realm="heliox"`, with '
+        '`error="invalid_token"` when a credential was sent and refused.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
 }
+API_KEY_SCHEME = "ApiKey"
+OIDC_SCHEME = "OIDC"
+
+
+def security_schemes(oidc: bool) -> dict[str, dict[str, Any]]:
+    """What /docs' Authorize button offers: the API key header, and OIDC tokens when
+    configured (the one part of the document that follows a setting, OIDC_ISSUER)."""
+    schemes: dict[str, dict[str, Any]] = {
+        API_KEY_SCHEME: {
+            "type": "apiKey",
+            "in": "header",
+            "name": API_KEY_HEADER,
+            "description": "An API key (`heliox-admin keys create`); also accepted as "
+            "`Authorization: Bearer <key>`.",
+        }
+    }
+    if oidc:
+        schemes[OIDC_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "An access token from the OIDC issuer (OIDC_ISSUER, OIDC_AUDIENCE).",
+        }
+    return schemes
 
 
 def operation_id(route: APIRoute) -> str:
@@ -67,14 +104,19 @@ def complete(document: dict[str, Any], app: FastAPI) -> None:
     schemas = components.setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = TypeAdapter(ErrorBody).json_schema(ref_template=_SCHEMA_REF + "{model}")
     components["headers"] = HEADERS
+    schemes = security_schemes(app.state.resources.settings.oidc_enabled)
+    components["securitySchemes"] = schemes
     for context in iter_route_contexts(app.routes):
         path, methods = context.path_format, context.methods
         documented = isinstance(context.original_route, APIRoute) and context.include_in_schema
         if not documented or path is None or not methods:
             continue
-        answers = answers_for(RouteFacts.of(path, context.dependant, context.body_field))
+        facts = RouteFacts.of(path, context.dependant, context.body_field)
+        answers = answers_for(facts)
         for method in methods:
             operation = document["paths"][path][method.lower()]
+            if authenticate in facts.dependencies:
+                operation["security"] = [{name: []} for name in schemes]
             responses: dict[str, Any] = operation["responses"]
             for status, causes in answers.items():
                 responses[str(status)] = _error_response(causes)

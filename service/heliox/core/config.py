@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
+from heliox.core.auth.settings import auth_problems
 from heliox.core.urls import (
     database_url,
     database_url_problems,
@@ -27,7 +28,14 @@ from heliox.core.urls import (
 )
 
 # Variables that may come from a file via <NAME>_FILE (mounted Secrets).
-FILE_VARIABLES = ("DATABASE_URL", "DATABASE_PASSWORD", "REDIS_URL", "REDIS_PASSWORD")
+FILE_VARIABLES = (
+    "DATABASE_URL",
+    "DATABASE_PASSWORD",
+    "REDIS_URL",
+    "REDIS_PASSWORD",
+    "BOOTSTRAP_API_KEY",
+    "METRICS_TOKEN",
+)
 
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg"}
 
@@ -94,6 +102,30 @@ class Settings(BaseSettings):
     rate_limit_requests: int = Field(100, ge=1)
     rate_limit_window_seconds: int = Field(60, ge=1)
     rate_limit_fail_open: bool = True
+    # Per role, for authenticated callers (unset: RATE_LIMIT_REQUESTS); failed credentials per
+    # client address and window, after which that address is refused until the window ends.
+    rate_limit_reader_requests: int | None = Field(None, ge=1)
+    rate_limit_writer_requests: int | None = Field(None, ge=1)
+    rate_limit_admin_requests: int | None = Field(None, ge=1)
+    rate_limit_auth_failures: int = Field(20, ge=1)
+
+    # Who may call /api/v1 (core/auth/). Off only behind a gateway that authenticates.
+    auth_enabled: bool = True
+    # A key's check is cached this long per worker: a revoked key stops working within it.
+    auth_cache_seconds: float = Field(3.0, ge=0, le=60)
+    auth_cache_size: int = Field(4096, ge=1)
+    # The chart's bootstrap admin key, created or updated at start (only its hash is stored).
+    bootstrap_api_key: SecretStr | None = None
+    # /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` when set.
+    metrics_token: SecretStr | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_role_claim: str = "roles"
+    oidc_jwks_url: str | None = None
+    oidc_algorithms: Annotated[list[str], NoDecode] = ["RS256", "ES256"]
+    oidc_leeway_seconds: float = Field(30.0, ge=0)
+    oidc_jwks_min_refresh_seconds: float = Field(10.0, ge=0)
+    oidc_jwks_max_age_seconds: float = Field(3600.0, gt=0)
 
     max_body_size: int = Field(1_048_576, ge=0)
     cors_enabled: bool = False
@@ -116,12 +148,21 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", "access_log_quiet_paths", mode="before")
+    @field_validator("cors_origins", "access_log_quiet_paths", "oidc_algorithms", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
 
-    @field_validator("database_url", "redis_url", mode="before")
+    @field_validator(
+        "database_url",
+        "redis_url",
+        "bootstrap_api_key",
+        "metrics_token",
+        "oidc_issuer",
+        "oidc_audience",
+        "oidc_jwks_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -178,6 +219,19 @@ class Settings(BaseSettings):
         return redis_url_with_password(self.redis_url, self.redis_password.get_secret_value())
 
     @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None
+
+    def role_rate_limit(self, role: str | None) -> int:
+        """Requests per window for a caller of ``role`` (RATE_LIMIT_<ROLE>_REQUESTS)."""
+        per_role = {
+            "reader": self.rate_limit_reader_requests,
+            "writer": self.rate_limit_writer_requests,
+            "admin": self.rate_limit_admin_requests,
+        }.get(role or "")
+        return per_role if per_role is not None else self.rate_limit_requests
+
+    @property
     def database_is_postgres(self) -> bool:
         return self.database_url is not None and self.database_url.startswith("postgresql+")
 
@@ -204,6 +258,7 @@ def _policy_problems(settings: Settings) -> list[str]:
             problems.append(f"DATABASE_URL: driver {scheme} is not installed; use postgresql://")
     if settings.cors_enabled and not settings.cors_origins:
         problems.append("CORS_ENABLED=true but CORS_ORIGINS is empty (comma-separated origins)")
+    problems.extend(auth_problems(settings))
     return problems
 
 
@@ -221,7 +276,14 @@ def _file_values(environ: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     return values, problems
 
 
-_SECRET_FIELDS = {"database_url", "database_password", "redis_url", "redis_password"}
+_SECRET_FIELDS = {
+    "database_url",
+    "database_password",
+    "redis_url",
+    "redis_password",
+    "bootstrap_api_key",
+    "metrics_token",
+}
 
 
 def _describe(error: dict[str, Any]) -> str:

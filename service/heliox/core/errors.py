@@ -117,7 +117,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         # the body"): not the request's fault, and nobody to answer. The middleware records it.
         raise exc.__cause__
     detail = exc.detail
-    details: dict[str, Any] | None = None
+    details: dict[str, Any] | None = getattr(exc, "details", None)  # api/auth.py's ApiError
     if isinstance(detail, str):
         message = detail
     else:

@@ -1,11 +1,12 @@
 """The one pure-ASGI middleware every HTTP request passes through.
 
-Request ID, security headers, body size limit, shared rate limit, the 500 error body for
+Request ID, security headers, body size limit, the 500 error body for
 unhandled exceptions (with CORS headers for an allowed Origin on the errors answered here),
 499 for a request whose client went away, metrics and the access log live in a single layer:
 each extra ASGI layer costs a few percent of throughput, and this path is what /health is
-benchmarked on. Each concern's logic is in its own module (requestid, ratelimit, metrics,
-errors); this class only sequences them.
+benchmarked on. Each concern's logic is in its own module (requestid, metrics, errors); this
+class only sequences them. Authentication and the rate limit are not here: they depend on who
+is calling, which the /api routes' dependency finds out (api/auth.py), so probes pay nothing.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ logger = logging.getLogger("heliox.errors")
 access_logger = logging.getLogger("heliox.access")
 
 _DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json")
-# Only these paths are rate limited (probes and scrapes never are); the document says so too.
-RATE_LIMITED_PREFIX = "/api/"
 
 
 def _security_headers(
@@ -156,12 +155,6 @@ class HelioxMiddleware:
                     PayloadTooLarge(self.max_body).detail,
                     extra=self._cors_headers(origin),
                 )
-            elif (
-                self.resources.limiter is not None
-                and path.startswith(RATE_LIMITED_PREFIX)
-                and not await self._rate_limit_ok(scope, send_with_headers, origin)
-            ):
-                pass
             else:
                 await self.app(
                     scope,
@@ -243,31 +236,6 @@ class HelioxMiddleware:
             return message
 
         return limited_receive
-
-    async def _rate_limit_ok(self, scope: Scope, send: Send, origin: bytes | None) -> bool:
-        """Only /api/* is limited (probes and scrapes never are); the caller checks that."""
-        limiter = self.resources.limiter
-        if limiter is None:
-            return True
-        client = scope.get("client")
-        decision = await limiter.hit(client[0] if client else "unknown")
-        if decision.allowed:
-            return True
-        cors = self._cors_headers(origin)
-        if decision.unavailable:
-            await _send_error(
-                send, 503, "Rate limiter unavailable, try again shortly", None, 1, extra=cors
-            )
-            return False
-        await _send_error(
-            send,
-            429,
-            f"Too many requests: at most {limiter.limit} per {limiter.window}s",
-            {"limit": limiter.limit, "window_seconds": limiter.window},
-            decision.retry_after,
-            extra=cors,
-        )
-        return False
 
 
 async def _send_error(

@@ -9,6 +9,9 @@ import logging
 import anyio
 
 from heliox.core import metrics
+from heliox.core.auth.bootstrap import keep_bootstrap_key
+from heliox.core.auth.gate import Gate
+from heliox.core.auth.oidc import OidcConfig
 from heliox.core.cache import Cache
 from heliox.core.config import Settings
 from heliox.core.db import Database, create_db_engine
@@ -31,6 +34,8 @@ class Resources:
         self.redis: RedisClient | None = None
         self.cache = Cache(None, settings.cache_ttl_seconds)
         self.limiter: RateLimiter | None = None
+        self._gate: Gate | None = None
+        self._bootstrap: asyncio.Task[None] | None = None
         self._metrics_flusher: asyncio.Task[None] | None = None
         self._cache_flusher: asyncio.Task[None] | None = None
 
@@ -45,6 +50,12 @@ class Resources:
         if self._health is None:
             raise NotStarted("the application's lifespan has not started")
         return self._health
+
+    @property
+    def gate(self) -> Gate:
+        if self._gate is None:
+            raise NotStarted("the application's lifespan has not started")
+        return self._gate
 
     async def start(self) -> None:
         s = self.settings
@@ -61,8 +72,10 @@ class Resources:
                     s.rate_limit_requests,
                     s.rate_limit_window_seconds,
                     s.rate_limit_fail_open,
+                    s.rate_limit_auth_failures,
                 )
         self.cache = Cache(self.redis, s.cache_ttl_seconds)
+        await self._start_auth()
         self._metrics_flusher = asyncio.create_task(
             metrics.flush_periodically(pool_status=self._db.pool_status)
         )
@@ -80,13 +93,32 @@ class Resources:
             },
         )
 
+    async def _start_auth(self) -> None:
+        s = self.settings
+        tokens = None
+        if s.oidc_enabled:
+            # PyJWT and the cryptography package load only in workers that verify tokens.
+            from heliox.core.auth.tokens import TokenVerifier  # noqa: PLC0415
+
+            tokens = TokenVerifier(OidcConfig.of(s))
+        self._gate = Gate(s, self.db, self.limiter, tokens)
+        if not s.auth_enabled:
+            logger.warning(
+                "AUTH_ENABLED=false: every /api/v1 route is open to anyone who reaches it"
+            )
+        if s.bootstrap_api_key is not None:
+            value = s.bootstrap_api_key.get_secret_value().strip()
+            self._bootstrap = asyncio.create_task(keep_bootstrap_key(self.db, value))
+            # Usually done before the first request; if the database is slow, it goes on behind.
+            await asyncio.wait({self._bootstrap}, timeout=s.db_request_timeout)
+
     async def stop(self) -> None:
-        for task in (self._metrics_flusher, self._cache_flusher):
+        for task in (self._metrics_flusher, self._cache_flusher, self._bootstrap):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._metrics_flusher = self._cache_flusher = None
+        self._metrics_flusher = self._cache_flusher = self._bootstrap = None
         metrics.flush()  # the last second's samples, before the worker exits
         if self.redis is not None:
             if self.cache.pending:
@@ -108,6 +140,7 @@ class Resources:
             logger.info("database engine disposed")
             self._db = None
             self._health = None
+            self._gate = None
 
 
 async def _retry_invalidations(cache: Cache, interval: float = 1.0) -> None:

@@ -1,10 +1,14 @@
-"""The rate limit behind a proxy (kind only): traffic that reaches the API through a reverse
-proxy, as it does behind an Ingress controller or a Gateway, from two client pods.
+"""The per-address limit behind a proxy (kind only): traffic that reaches the API through a
+reverse proxy, as it does behind an Ingress controller or a Gateway, from two client pods.
+
+Authenticated requests are limited per key; what is limited per client address is failed
+credentials (so guessing keys is slow). The clients here send none: each request is a 401 and
+counts against its address's failure budget (`config.rateLimit.authFailures`), then 429.
 
 The proxy is a pod of the API image running a small standard-library reverse proxy that does
 what an ingress controller does: forwards to the API Service and appends the peer's address to
 `X-Forwarded-For`. With `config.forwardedAllowIps` naming the proxy, the API counts each client
-pod on its own; without it, every client behind the proxy shares the proxy's one bucket (why
+pod on its own; without it, every client behind the proxy shares the proxy's one budget (why
 the chart refuses an Ingress or HTTPRoute with the limit on and no trusted proxies).
 """
 
@@ -68,12 +72,12 @@ def statuses(ctx: Context, client: str, proxy_ip: str, n: int) -> list[int]:
 
 
 def rate_limit_counts_each_client_behind_the_proxy(ctx: Context, limit: int = 5) -> None:
-    """Installed with a small limit and the proxy trusted: client A uses up its limit and gets
-    429, client B behind the same proxy still gets 200. Then upgraded without the trusted
-    proxy: A's and B's requests land in one bucket, B is refused after A's."""
+    """Installed with a small failure budget and the proxy trusted: client A (no key: 401s) uses
+    up its budget and gets 429, client B behind the same proxy still gets 401. Then upgraded
+    without the trusted proxy: A's and B's failures land in one budget, B is refused after A's."""
     clients = [f"client-{c}-{uuid.uuid4().hex[:4]}" for c in ("a", "b")]
     # An hour's window: no window ends during the step (the limit uses fixed windows).
-    base: dict[str, Any] = {"config": {"rateLimit": {"requests": limit, "windowSeconds": 3600}}}
+    base: dict[str, Any] = {"config": {"rateLimit": {"authFailures": limit, "windowSeconds": 3600}}}
 
     def install(trusted: str) -> None:
         values = ctx.values_for(None, base, {"config": {"forwardedAllowIps": trusted}})
@@ -93,13 +97,13 @@ def rate_limit_counts_each_client_behind_the_proxy(ctx: Context, limit: int = 5)
     install(proxy_ip)
     a = statuses(ctx, clients[0], proxy_ip, limit + 1)
     b = statuses(ctx, clients[1], proxy_ip, 1)
-    assert a == [200] * limit + [429], f"client A through the trusted proxy: {a}"
-    assert b == [200], f"client B behind the same proxy was limited with A: {b}"
-    ctx.progress(f"proxy {proxy_ip} trusted: A {a}, B {b} (a limit per client)")
+    assert a == [401] * limit + [429], f"client A through the trusted proxy: {a}"
+    assert b == [401], f"client B behind the same proxy was limited with A: {b}"
+    ctx.progress(f"proxy {proxy_ip} trusted: A {a}, B {b} (a failure budget per client)")
 
     install("")  # the service's default: only 127.0.0.1 is trusted
     a = statuses(ctx, clients[0], proxy_ip, limit)
     b = statuses(ctx, clients[1], proxy_ip, 1)
-    assert a == [200] * limit, f"client A, first in the proxy's bucket: {a}"
-    assert b == [429], f"without a trusted proxy, B should share A's used-up bucket: {b}"
-    ctx.progress(f"proxy not trusted: A {a}, B {b} (one bucket for everyone behind the proxy)")
+    assert a == [401] * limit, f"client A, first in the proxy's budget: {a}"
+    assert b == [429], f"without a trusted proxy, B should share A's used-up budget: {b}"
+    ctx.progress(f"proxy not trusted: A {a}, B {b} (one budget for everyone behind the proxy)")

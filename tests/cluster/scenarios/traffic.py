@@ -23,6 +23,7 @@ from typing import Any
 
 from controlplane import NotReady
 
+from .apikeys import bootstrap_key
 from .context import Context
 from .objects import current_replicaset, pods_of, wait_rolled_out
 
@@ -77,11 +78,16 @@ def service_url(ctx: Context) -> Iterator[str]:
         yield pf.url
 
 
-def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def http(
+    method: str, url: str, body: dict[str, Any] | None = None, key: str | None = None
+) -> tuple[int, Any]:
+    """One request; ``key`` is sent as X-API-Key (every /api/v1 route needs one)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    if key is not None:
+        req.add_header("X-API-Key", key)
     try:
         with urllib.request.urlopen(req, timeout=15) as r:  # our own port-forward URL
             raw = r.read()
@@ -108,15 +114,17 @@ def health_through_service(ctx: Context) -> None:
 
 
 def items_round_trip(ctx: Context) -> int:
-    """Create an item and read it back, through the Service; returns its id."""
+    """Create an item and read it back, through the Service, with the bootstrap admin key read
+    from its Secret (as NOTES.txt says); returns its id."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
+    key = bootstrap_key(ctx)
     with service_url(ctx) as url:
         status, created = http(
-            "POST", f"{url}/api/v1/items", {"name": name, "description": "made by make e2e"}
+            "POST", f"{url}/api/v1/items", {"name": name, "description": "made by make e2e"}, key
         )
         assert status == 201, (status, created)
         item_id = int(created["id"])
-        status, got = http("GET", f"{url}/api/v1/items/{item_id}")
+        status, got = http("GET", f"{url}/api/v1/items/{item_id}", key=key)
         assert (status, got["id"], got["name"]) == (200, item_id, name), (status, got)
     ctx.progress(f"item {item_id} created and read back through the Service")
     return item_id

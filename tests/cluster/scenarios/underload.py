@@ -14,6 +14,7 @@ from typing import Any
 
 from controlplane import NotReady
 
+from .apikeys import bootstrap_key
 from .context import Context
 from .objects import api_pods, pod_ready, statefulsets_ready
 from .traffic import Load, http, service_url
@@ -25,12 +26,16 @@ Obj = dict[str, Any]
 
 
 class Prober(threading.Thread):
-    """Paced requests to a few paths, every answer recorded with its time. The pace keeps a load
-    from one address under the API's default rate limit (100 a minute, per client address)."""
+    """Paced requests to a few paths, every answer recorded with its time, with ``key`` as
+    X-API-Key. The pace keeps the load under the API's default rate limit (100 a minute, per
+    key)."""
 
-    def __init__(self, base_url: str, paths: list[str], interval: float) -> None:
+    def __init__(
+        self, base_url: str, paths: list[str], interval: float, key: str | None = None
+    ) -> None:
         super().__init__(daemon=True)
         self.base_url, self.paths, self.interval = base_url, paths, interval
+        self.headers = {"X-API-Key": key} if key else {}
         self.answers: list[tuple[float, str, int | str]] = []
         self.stop = threading.Event()
 
@@ -38,7 +43,8 @@ class Prober(threading.Thread):
         while not self.stop.is_set():
             for path in self.paths:
                 try:
-                    with urllib.request.urlopen(self.base_url + path, timeout=10) as r:
+                    request = urllib.request.Request(self.base_url + path, headers=self.headers)
+                    with urllib.request.urlopen(request, timeout=10) as r:
                         r.read()
                         code: int | str = r.status
                 except urllib.error.HTTPError as e:
@@ -73,7 +79,7 @@ def written_items(ctx: Context, url: str, n: int = 5) -> list[int]:
     ids = []
     for i in range(n):
         name = f"kept-{i}-{uuid.uuid4().hex[:6]}"
-        status, body = http("POST", f"{url}/api/v1/items", {"name": name})
+        status, body = http("POST", f"{url}/api/v1/items", {"name": name}, bootstrap_key(ctx))
         assert status == 201, (status, body)
         ids.append(int(body["id"]))
     return ids
@@ -107,7 +113,7 @@ def postgres_pod_loss_under_load(ctx: Context) -> None:
         assert set(health) == {200}, f"/health did not stay 200: {sorted(set(map(str, health)))}"
         assert 503 in db, f"/health/db never reported the outage: {db}"
         for item in before:
-            status, body = http("GET", f"{url}/api/v1/items/{item}")
+            status, body = http("GET", f"{url}/api/v1/items/{item}", key=bootstrap_key(ctx))
             assert status == 200, (item, status, body)
     outage = sum(1 for code in db if code != 200)
     ctx.progress(
@@ -124,7 +130,7 @@ def redis_pod_loss_under_load(ctx: Context) -> None:
     with service_url(ctx) as url:
         items = written_items(ctx, url, 2)
         paths = [f"/api/v1/items/{i}" for i in items] + ["/api/v1/items?limit=5"]
-        prober = Prober(url, paths, 2.0)
+        prober = Prober(url, paths, 2.0, bootstrap_key(ctx))
         load = Load(url)
         prober.start()
         load.start()
@@ -140,7 +146,7 @@ def redis_pod_loss_under_load(ctx: Context) -> None:
         answers = [code for path in paths for code in prober.codes(path, deleted_at)]
         assert answers, "no data requests during the Redis outage"
         assert set(answers) == {200}, f"data routes failed while Redis was away: {answers}"
-        status, body = http("GET", f"{url}/api/v1/items/{during[0]}")
+        status, body = http("GET", f"{url}/api/v1/items/{during[0]}", key=bootstrap_key(ctx))
         assert status == 200, (status, body)
     statefulsets_ready(ctx)
     ctx.progress(f"Redis pod lost: {len(answers)} data requests during it, all 200")
@@ -171,7 +177,7 @@ def memory_under_load(ctx: Context, seconds: float = 20) -> dict[str, int]:
     peaks: dict[str, int] = {}
     with service_url(ctx) as url:
         items = written_items(ctx, url, 2)
-        prober = Prober(url, [f"/api/v1/items/{i}" for i in items], 1.5)
+        prober = Prober(url, [f"/api/v1/items/{i}" for i in items], 1.5, bootstrap_key(ctx))
         load = Load(url)
         prober.start()
         load.start()

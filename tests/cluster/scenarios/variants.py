@@ -9,7 +9,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from . import helm
+from . import apikeys, helm
 from .context import Context, timed
 from .kubeapi import Event, Recorder
 from .lifecycle import install
@@ -170,10 +170,8 @@ def _pod_secret_checksum(ctx: Context) -> str:
 GITOPS = {"migrations": {"useHelmHooks": False, "ttlSecondsAfterFinished": None}}
 
 
-def gitops_secrets(ctx: Context) -> dict[str, Any]:
-    """What a GitOps user does first (the chart refuses to generate passwords in GitOps mode):
-    the bundled stores' password Secrets, made in the namespace; returns the values naming
-    them."""
+def gitops_store_secrets(ctx: Context) -> dict[str, Any]:
+    """The bundled stores' password Secrets, made in the namespace; the values naming them."""
     pg, redis = f"{ctx.release}-pg-auth", f"{ctx.release}-redis-auth"
     for name, keys in ((pg, ("password", "postgres-password")), (redis, ("redis-password",))):
         literals = [f"--from-literal={k}={secrets.token_hex(16)}" for k in keys]
@@ -182,6 +180,15 @@ def gitops_secrets(ctx: Context) -> dict[str, Any]:
         "postgresql": {"auth": {"existingSecret": pg}},
         "redis": {"auth": {"existingSecret": redis}},
     }
+
+
+def gitops_secrets(ctx: Context) -> dict[str, Any]:
+    """What a GitOps user does first (the chart refuses to generate passwords and keys in GitOps
+    mode): the stores' password Secrets and the bootstrap API key's; the values naming them.
+    The stores' are made once per release (a refused install may have made them already)."""
+    stores = ctx.state.get("gitops_stores") or gitops_store_secrets(ctx)
+    ctx.state["gitops_stores"] = stores
+    return {**stores, **apikeys.gitops_key_secret(ctx)}
 
 
 PLAIN_JOB = re.compile(r".+-migrate-[0-9a-f]{10}")
