@@ -52,7 +52,7 @@ async def info(request: Request) -> dict[str, str]:
 async def metrics_endpoint(request: Request) -> Response:
     resources = get_resources(request)
     with contextlib.suppress(NotStarted):  # no pool to report before startup
-        metrics.set_pool_figures(resources.db.pool_status())
+        resources.sample_gauges()
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
 

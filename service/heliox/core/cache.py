@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 
+from heliox.core import metrics
 from heliox.core.redis import RedisClient, RedisUnavailable
 
 logger = logging.getLogger("heliox.cache")
@@ -109,14 +110,20 @@ class Cache:
         if namespace in self.pending:
             await self._bump(namespace, force=False)
             if namespace in self.pending:
+                metrics.CACHE_BYPASS.add()
                 return None, None
         try:
             generation = await self._generation(namespace)
             full_key = f"heliox:{namespace}:g{generation}:{key}"
             value = await self.client.run(lambda r: r.get(full_key))
         except RedisUnavailable:
+            metrics.CACHE_BYPASS.add()
             return None, None
-        return (value if isinstance(value, bytes) else None), full_key
+        if isinstance(value, bytes):
+            metrics.CACHE_HIT.add()
+            return value, full_key
+        metrics.CACHE_MISS.add()
+        return None, full_key
 
     async def set(self, full_key: str | None, value: bytes) -> None:
         if self.client is None or full_key is None:

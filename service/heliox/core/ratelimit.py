@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from heliox.core import metrics
 from heliox.core.redis import RedisClient, RedisUnavailable
 
 # INCR and set the expiry in one round trip, atomically, so a crash cannot leave a counter
@@ -40,8 +41,10 @@ class RateLimiter:
         try:
             count = await self.client.run(lambda _r: self._script(keys=[key], args=[self.window]))
         except RedisUnavailable:
+            (metrics.RATE_LIMIT_SKIPPED if self.fail_open else metrics.LIMITER_UNAVAILABLE).add()
             return Decision(allowed=self.fail_open, unavailable=True, retry_after=1)
         if int(count) <= self.limit:
             return Decision(allowed=True)
+        metrics.RATE_LIMITED.add()
         retry_after = max(1, int((window_index + 1) * self.window - now + 0.999))
         return Decision(allowed=False, retry_after=retry_after)

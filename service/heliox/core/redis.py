@@ -47,6 +47,11 @@ class RedisClient:
         self._down = False
 
     @property
+    def healthy(self) -> bool:
+        """Whether the last call succeeded (the breaker's window may have passed meanwhile)."""
+        return not self._down
+
+    @property
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 

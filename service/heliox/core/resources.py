@@ -62,7 +62,7 @@ class Resources:
                 )
         self.cache = Cache(self.redis, s.cache_ttl_seconds)
         self._metrics_flusher = asyncio.create_task(
-            metrics.flush_periodically(pool_status=self._db.pool_status)
+            metrics.flush_periodically(sample=self.sample_gauges)
         )
         if self.redis is not None:
             self._cache_flusher = asyncio.create_task(_retry_invalidations(self.cache))
@@ -77,6 +77,13 @@ class Resources:
                 else "off",
             },
         )
+
+    def sample_gauges(self) -> None:
+        """This worker's pool figures and Redis reachability, for the next scrape (NotStarted
+        before lifespan has made the engine)."""
+        metrics.set_pool_figures(self.db.pool_status())
+        if self.redis is not None:
+            metrics.set_redis_up(self.redis.healthy)
 
     async def stop(self) -> None:
         for task in (self._metrics_flusher, self._cache_flusher):
