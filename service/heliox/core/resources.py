@@ -1,10 +1,12 @@
-"""What the app holds while it runs: DB, Redis, cache, rate limiter. Made and closed in lifespan."""
+"""What the app holds while it runs: DB, Redis, cache, rate limiter, tracing. Made and closed in
+lifespan."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -15,6 +17,11 @@ from heliox.core.db import Database, create_db_engine
 from heliox.core.health import DbHealth
 from heliox.core.ratelimit import RateLimiter
 from heliox.core.redis import RedisClient
+from heliox.core.tracing import start_tracing, tracing_wanted
+
+if TYPE_CHECKING:
+    from heliox.core.otel import Tracing
+    from heliox.core.otel_request import RequestTracer
 
 logger = logging.getLogger("heliox.lifespan")
 
@@ -31,6 +38,9 @@ class Resources:
         self.redis: RedisClient | None = None
         self.cache = Cache(None, settings.cache_ttl_seconds)
         self.limiter: RateLimiter | None = None
+        # The middleware's tracing step; None (the default) is tracing off.
+        self.tracer: RequestTracer | None = None
+        self._tracing: Tracing | None = None
         self._metrics_flusher: asyncio.Task[None] | None = None
         self._cache_flusher: asyncio.Task[None] | None = None
 
@@ -61,6 +71,9 @@ class Resources:
                     s.rate_limit_fail_open,
                 )
         self.cache = Cache(self.redis, s.cache_ttl_seconds)
+        if tracing_wanted(s):
+            self._tracing = start_tracing(s, self._db.engine, self.redis)
+            self.tracer = self._tracing.requests
         self._metrics_flusher = asyncio.create_task(
             metrics.flush_periodically(sample=self.sample_gauges)
         )
@@ -93,6 +106,10 @@ class Resources:
                     await task
         self._metrics_flusher = self._cache_flusher = None
         metrics.flush()  # the last second's samples, before the worker exits
+        if self._tracing is not None:
+            self.tracer = None
+            await self._tracing.shutdown()  # the last spans, before the clients close
+            self._tracing = None
         if self.redis is not None:
             if self.cache.pending:
                 with anyio.move_on_after(1):
