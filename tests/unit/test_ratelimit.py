@@ -76,7 +76,7 @@ def test_refusals_over_the_limit_are_counted_and_allowed_requests_are_not() -> N
 
 def test_redis_down_fail_open_counts_unchecked_requests() -> None:
     async def scenario() -> None:
-        limiter, client, fake = _limiter(limit=2, fail_open=True)
+        limiter, _client, fake = _limiter(limit=2, fail_open=True)
         fake.up = False
         before = _figures()
         for _ in range(3):
@@ -84,7 +84,6 @@ def test_redis_down_fail_open_counts_unchecked_requests() -> None:
             assert decision.allowed
             assert decision.unavailable
         assert _counted(before) == {"unchecked": 3}
-        assert not client.healthy
 
     asyncio.run(scenario())
 
@@ -102,20 +101,23 @@ def test_redis_down_fail_closed_counts_refusals() -> None:
     asyncio.run(scenario())
 
 
-def test_redis_up_gauge_follows_the_last_call() -> None:
+def test_failed_redis_calls_are_counted_once_per_breaker_window() -> None:
     async def scenario() -> None:
         limiter, client, fake = _limiter(limit=100, fail_open=True)
+
+        def errors() -> float:
+            metrics.flush()
+            return REGISTRY.get_sample_value("heliox_redis_errors_total") or 0.0
+
+        before = errors()
         await limiter.hit("a")
-        metrics.set_redis_up(client.healthy)
-        assert REGISTRY.get_sample_value("heliox_redis_up") == 1
+        assert errors() == before
         fake.up = False
+        for _ in range(3):
+            await limiter.hit("a")  # the first fails; the breaker skips the others
+        assert errors() == before + 1
+        client._down_until = 0.0  # the backoff has passed: tried, and failed, again
         await limiter.hit("a")
-        metrics.set_redis_up(client.healthy)
-        assert REGISTRY.get_sample_value("heliox_redis_up") == 0
-        fake.up = True
-        client._down_until = 0.0  # the backoff has passed
-        await limiter.hit("a")
-        metrics.set_redis_up(client.healthy)
-        assert REGISTRY.get_sample_value("heliox_redis_up") == 1
+        assert errors() == before + 2
 
     asyncio.run(scenario())

@@ -1,5 +1,5 @@
 """Prometheus metrics: requests by route template and status, latency, DB pool figures, cache
-reads, rate-limit refusals and Redis reachability.
+reads, rate-limit refusals and Redis errors.
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py) before any worker imports
 prometheus_client, so every worker writes its samples to files there and a scrape of any
@@ -69,12 +69,10 @@ RATE_LIMIT_UNCHECKED = Counter(
     "heliox_rate_limit_unchecked_total",
     "Requests let through without a rate-limit check: Redis down, RATE_LIMIT_FAIL_OPEN=true.",
 )
-# livemin: 0 as soon as one live worker finds Redis unreachable.
-REDIS_UP = Gauge(
-    "heliox_redis_up",
-    "1 while this worker's last Redis call succeeded, 0 after a failure (absent without "
-    "REDIS_URL).",
-    multiprocess_mode="livemin",
+REDIS_ERRORS = Counter(
+    "heliox_redis_errors_total",
+    "Redis calls that failed (error or timeout). While a worker's breaker is open its calls are "
+    "skipped, not counted: about one error per REDIS_BACKOFF_SECONDS per busy worker.",
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -161,6 +159,7 @@ CACHE_BYPASS = Tally(CACHE_READS, "bypass")
 RATE_LIMITED = Tally(RATE_LIMIT_REFUSALS, "over_limit")
 LIMITER_UNAVAILABLE = Tally(RATE_LIMIT_REFUSALS, "limiter_unavailable")
 RATE_LIMIT_SKIPPED = Tally(RATE_LIMIT_UNCHECKED)
+REDIS_FAILED = Tally(REDIS_ERRORS)
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
@@ -186,8 +185,8 @@ def flush() -> None:
 async def flush_periodically(
     interval: float = FLUSH_INTERVAL_SECONDS, *, sample: Callable[[], None] | None = None
 ) -> None:
-    """Flush the batched samples and, with ``sample``, set this worker's gauges (pool figures,
-    Redis): each worker's, not only the scraped one's, must be current when any is scraped."""
+    """Flush the batched samples and, with ``sample``, set this worker's gauges (pool figures):
+    each worker's, not only the scraped one's, must be current when any of them is scraped."""
     while True:
         await asyncio.sleep(interval)
         if sample is not None:
@@ -200,10 +199,6 @@ def set_pool_figures(figures: Mapping[str, int]) -> None:
         gauge = POOL_GAUGES.get(name)
         if gauge is not None:
             gauge.set(value)
-
-
-def set_redis_up(up: bool) -> None:
-    REDIS_UP.set(1 if up else 0)
 
 
 def render() -> bytes:

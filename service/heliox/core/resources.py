@@ -92,11 +92,9 @@ class Resources:
         )
 
     def sample_gauges(self) -> None:
-        """This worker's pool figures and Redis reachability, for the next scrape (NotStarted
-        before lifespan has made the engine)."""
+        """This worker's pool figures, for the next scrape (NotStarted before lifespan has made
+        the engine)."""
         metrics.set_pool_figures(self.db.pool_status())
-        if self.redis is not None:
-            metrics.set_redis_up(self.redis.healthy)
 
     async def stop(self) -> None:
         for task in (self._metrics_flusher, self._cache_flusher):
