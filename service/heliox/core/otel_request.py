@@ -85,11 +85,10 @@ class RequestTracer:
         if method not in _METHODS:  # a client's made-up method must not name spans
             method = "_OTHER"
         client = scope.get("client")
+        # Few attributes on purpose: the SDK checks and copies each one, on every request.
         attributes: dict[str, Any] = {
             "http.request.method": method,
             "url.path": path,
-            "url.scheme": scope.get("scheme", "http"),
-            "network.protocol.version": scope.get("http_version", "1.1"),
             "heliox.request_id": request_id,
         }
         if client:
