@@ -35,7 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import asgi_tracing, tracing_cost
 from bench.procmem import PeakSampler, mib, sample_tree, wait_for_workers
+from tests.otlp import OtlpReceiver
 from tests.servers import GunicornServer, PostgresServer, RedisServer, missing_servers
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -456,6 +458,9 @@ class Run:
     results: list[Result] = field(default_factory=list)
     health_rounds: list[dict[str, float]] = field(default_factory=list)
     items_rounds: list[dict[str, float]] = field(default_factory=list)
+    tracing_rounds: list[dict[str, float]] = field(default_factory=list)
+    tracing_exports: dict[str, int] = field(default_factory=dict)
+    asgi_tracing: list[dict[str, Any]] = field(default_factory=list)
     startup: list[Startup] = field(default_factory=list)
     idle: dict[str, dict[str, float]] = field(default_factory=dict)
     memory_variants: list[MemoryVariant] = field(default_factory=list)
@@ -598,6 +603,19 @@ def benchmark(args: argparse.Namespace) -> Run:
                     ("no cache", item(nocache, "service, no Redis")),
                 )
 
+                # Tracing on at ratio 1.0 against off, on the same cached reads.
+                with (
+                    OtlpReceiver(decode=False) as receiver,
+                    gunicorn(tracing_cost.tracing_env(cached_env, receiver)) as traced,
+                ):
+                    run_wrk(traced.url + "/", connections=32, seconds=1, mode="item")
+                    run.tracing_rounds = ab_rounds(
+                        rounds,
+                        ("on", item(traced, "service, Redis cache, tracing 1.0")),
+                        ("off", item(ours, "service, Redis cache")),
+                    )
+                    run.tracing_exports = {"requests": receiver.requests, "bytes": receiver.bytes}
+
                 run.results.append(
                     measure(
                         "GET /api/v1/items?offset&limit=20",
@@ -671,6 +689,11 @@ def benchmark(args: argparse.Namespace) -> Run:
                         )
                     )
 
+        variants_asgi = asgi_tracing.measure(rounds=3 if quick else 7)
+        run.asgi_tracing = [asdict(v) for v in variants_asgi]
+        for line in asgi_tracing.describe(variants_asgi):
+            progress(f"in process: {line}")
+
         if not args.no_memory_variants:
             variants = [
                 MemoryVariant("as configured", {}),
@@ -709,7 +732,10 @@ def verdict(ok: bool) -> str:
 def headline(run: Run) -> dict[str, Any]:
     ratios = [r["service"] / r["bare"] for r in run.health_rounds if r.get("bare")]
     cache_ratios = [r["cache"] / r["no cache"] for r in run.items_rounds if r.get("no cache")]
-    service_results = [r for r in run.results if r.app.startswith("service")]
+    # The memory target is the defaults'; tracing (opt-in) reports its own peak.
+    service_results = [
+        r for r in run.results if r.app.startswith("service") and "tracing" not in r.app
+    ]
     peak_rss = max([r.peak_rss_mib for r in service_results], default=0.0)
     peak_pss = max([r.peak_pss_mib for r in service_results], default=0.0)
     service_start = next((s for s in run.startup if s.app == "service"), None)
@@ -719,6 +745,7 @@ def headline(run: Run) -> dict[str, Any]:
         "health_ratio": statistics.median(ratios) if ratios else 0.0,
         "health_ratios": ratios,
         "items_cache_ratio": statistics.median(cache_ratios) if cache_ratios else 0.0,
+        "tracing_ratio": tracing_cost.ratio(run.tracing_rounds),
         "peak_rss_mib": peak_rss,
         "peak_pss_mib": peak_pss,
         "to_health_s": health,
@@ -790,6 +817,7 @@ def render_markdown(run: Run, plot_name: str | None) -> str:
         + ", ".join(f"{r['cache']:,.0f} vs {r['no cache']:,.0f}" for r in run.items_rounds)
         + " req/s).",
         "",
+        *tracing_cost.markdown(run, run.asgi_tracing),
         "## Scenarios",
         "",
         "| scenario | app | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx / errors "
@@ -970,6 +998,12 @@ def to_json(run: Run) -> dict[str, Any]:
     return data
 
 
+def _tracing(headline: dict[str, Any]) -> str:
+    """Runs from before tracing existed have no figure."""
+    value = headline.get("tracing_ratio")
+    return f"{value:.2f}" if value else "n/a"
+
+
 def write_index(results_dir: Path) -> None:
     """bench/results/README.md: every recorded run, newest first, with its headline numbers."""
     rows = []
@@ -979,7 +1013,8 @@ def write_index(results_dir: Path) -> None:
         rows.append(
             f"| [{data['timestamp']}]({path.stem}.md){' (quick)' if data.get('quick') else ''} | "
             f"{h['health_ratio']:.2f} ({h['health_rps']:,.0f} / {h['bare_rps']:,.0f}) | "
-            f"{h['items_cache_ratio']:.2f} | {h['peak_rss_mib']:.0f} | {h['peak_pss_mib']:.0f} | "
+            f"{h['items_cache_ratio']:.2f} | {_tracing(h)} | {h['peak_rss_mib']:.0f} | "
+            f"{h['peak_pss_mib']:.0f} | "
             f"{h['to_ready_s']:.2f} | {data['load_before'][0]:.2f} |"
         )
     text = "\n".join(
@@ -995,9 +1030,10 @@ def write_index(results_dir: Path) -> None:
             f"master + {WORKERS} workers <= {TARGET_RSS_MIB:.0f} MiB; start to ready <= "
             f"{TARGET_READY_S:g} s.",
             "",
-            "| run | /health ratio (service / bare req/s) | items cache ratio | peak RSS sum MiB "
-            "| peak PSS sum MiB | start to ready s | load before |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+            "| run | /health ratio (service / bare req/s) | items cache ratio | tracing on/off "
+            "(cached reads) | peak RSS sum MiB | peak PSS sum MiB | start to ready s "
+            "| load before |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
             *rows,
             "",
         ]
@@ -1039,6 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio_ok = verdict(h["health_ratio"] >= TARGET_HEALTH_RATIO)
     rss_ok = verdict(h["peak_rss_mib"] <= TARGET_RSS_MIB)
     ready_ok = verdict(h["to_ready_s"] <= TARGET_READY_S)
+    progress(f"tracing on/off, cached item reads: {h['tracing_ratio']:.2f}")
     progress(
         f"/health ratio {h['health_ratio']:.2f} ({ratio_ok}), peak RSS sum"
         f" {h['peak_rss_mib']:.0f} MiB ({rss_ok}), PSS sum {h['peak_pss_mib']:.0f} MiB,"
