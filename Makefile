@@ -53,9 +53,9 @@ test-unit: venv ## unit tier: Python only
 test-integration: venv ## integration tier: starts throwaway Postgres and Redis (skips, saying why, if absent)
 	$(BIN)/pytest tests/integration
 
-test-chart: venv ## chart tier: helm lint, render, schema-validate, kube-score, under Helm 4 and Helm 3
+test-chart: venv ## chart tier: helm lint, render, schema-validate, kube-score, promtool, under Helm 4 and 3
 	@# The pinned tools are built with Go (cached); without Go the tests skip, saying so.
-	@if command -v go >/dev/null; then scripts/tools.sh helm helm3 helm-docs kube-score; fi
+	@if command -v go >/dev/null; then scripts/tools.sh helm helm3 helm-docs kube-score promtool; fi
 	$(BIN)/pytest tests/chart
 
 test-image: venv ## image tier: Dockerfile lint and contract, its command run read-only, skaffold.yaml, k8s/ (no Docker)

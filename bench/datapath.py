@@ -12,7 +12,7 @@ alternating rounds (A B, B A, ...) with medians of the ratios:
 | item by id, cached | the service with Redis | the service's own `/health` |
 | a page of 20 | the service without Redis | the bare route |
 | a write | the service without Redis | the bare insert |
-| item by id, cached, with an API key | the service with Redis | the same with `AUTH_ENABLED=false` |
+| cached item, API key | the service with Redis | the same, `AUTH_ENABLED=false` |
 
 Every measurement also counts the PostgreSQL sessions opened during it
 (`pg_stat_database.sessions`): at steady state, a connection pool that works opens none.

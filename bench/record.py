@@ -51,6 +51,11 @@ class Run:
     results: list[Result] = field(default_factory=list)
     health_rounds: list[dict[str, float]] = field(default_factory=list)
     items_rounds: list[dict[str, float]] = field(default_factory=list)
+    # Tracing on (ratio 1.0) against off on cached reads (bench/tracing_cost.py), the exporter's
+    # traffic, and the in-process cost of one request span by where it is made.
+    tracing_rounds: list[dict[str, float]] = field(default_factory=list)
+    tracing_exports: dict[str, int] = field(default_factory=dict)
+    asgi_tracing: list[dict[str, Any]] = field(default_factory=list)
     startup: list[Startup] = field(default_factory=list)
     idle: dict[str, dict[str, float]] = field(default_factory=dict)
     memory_variants: list[MemoryVariant] = field(default_factory=list)

@@ -21,10 +21,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import datapath
+from bench import asgi_tracing, datapath, tracing_cost
 from bench.harness import (
     SEED_ITEMS,
     WORKERS,
@@ -57,6 +58,7 @@ from bench.record import (
     Startup,
 )
 from bench.report import headline, plot, render_markdown, sanitize, to_json, verdict, write_index
+from tests.otlp import OtlpReceiver
 from tests.servers import GunicornServer, PostgresServer, RedisServer, missing_servers
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -236,6 +238,19 @@ def benchmark(args: argparse.Namespace) -> Run:
                     ("no cache", item(nocache, "service, no Redis")),
                 )
 
+                # Tracing on at ratio 1.0 against off, on the same cached reads.
+                with (
+                    OtlpReceiver(decode=False) as receiver,
+                    gunicorn(tracing_cost.tracing_env(cached_env, receiver)) as traced,
+                ):
+                    run_wrk(traced.url + "/", connections=32, seconds=1, mode="item")
+                    run.tracing_rounds = ab_rounds(
+                        rounds,
+                        ("on", item(traced, "service, Redis cache, tracing 1.0")),
+                        ("off", item(ours, "service, Redis cache")),
+                    )
+                    run.tracing_exports = {"requests": receiver.requests, "bytes": receiver.bytes}
+
                 run.results.append(
                     measure(
                         "GET /api/v1/items?offset&limit=20",
@@ -315,6 +330,11 @@ def benchmark(args: argparse.Namespace) -> Run:
         run.datapath = [p.as_dict() for p in pairs]
         run.settings["datapath"] = {"seconds": data_seconds, "rounds": data_rounds}
 
+        variants_asgi = asgi_tracing.measure(rounds=3 if quick else 7)
+        run.asgi_tracing = [asdict(v) for v in variants_asgi]
+        for line in asgi_tracing.describe(variants_asgi):
+            progress(f"in process: {line}")
+
         if not args.no_memory_variants:
             variants = [
                 MemoryVariant("as configured", {}),
@@ -381,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio_ok = verdict(h["health_ratio"] >= TARGET_HEALTH_RATIO)
     rss_ok = verdict(h["peak_rss_mib"] <= TARGET_RSS_MIB)
     ready_ok = verdict(h["to_ready_s"] <= TARGET_READY_S)
+    progress(f"tracing on/off, cached item reads: {h['tracing_ratio']:.2f}")
     progress(
         f"/health ratio {h['health_ratio']:.2f} ({ratio_ok}), peak RSS sum"
         f" {h['peak_rss_mib']:.0f} MiB ({rss_ok}), PSS sum {h['peak_pss_mib']:.0f} MiB,"

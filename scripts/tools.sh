@@ -17,6 +17,8 @@ TOOLS=(
   "helm3|helm.sh/helm/v3/cmd/helm|v3.22.0"
   "helm-docs|github.com/norwoodj/helm-docs/cmd/helm-docs|v1.14.2"
   "kube-score|github.com/zegl/kube-score/cmd/kube-score|v1.20.0"
+  # Prometheus v3.16.0 (the module's v0.316.0): the chart's alert rules are unit-tested with it.
+  "promtool|github.com/prometheus/prometheus/cmd/promtool|v0.316.0"
   "kind|sigs.k8s.io/kind|v0.33.0"
   "kwok|sigs.k8s.io/kwok/cmd/kwok|v0.8.0"
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,9 @@ def clear_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     names = {name.upper() for name in Settings.model_fields}
     names |= {f"{name}_FILE" for name in FILE_VARIABLES} | {"SECRETS_DIR"}
     for name in names:
+        monkeypatch.delenv(name, raising=False)
+    # The OpenTelemetry SDK's own variables (an endpoint alone turns tracing on).
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
         monkeypatch.delenv(name, raising=False)
 
 

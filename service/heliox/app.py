@@ -12,9 +12,10 @@ from heliox import __version__
 from heliox.api import health, items, keys
 from heliox.api.openapi import install_openapi, operation_id
 from heliox.core.config import Settings, get_settings
+from heliox.core.cors import cors_options
 from heliox.core.errors import install_exception_handlers
 from heliox.core.logging import configure_logging
-from heliox.core.middleware import HelioxMiddleware, cors_options
+from heliox.core.middleware import HelioxMiddleware
 from heliox.core.resources import Resources
 
 
@@ -40,6 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
         generate_unique_id_function=operation_id,
+        # Tracing is HelioxMiddleware's step (core/otel.py). FastAPI's built-in telemetry would
+        # add a second request span whenever a global provider exists, and checks for one on
+        # every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.resources = resources
     install_exception_handlers(app)

@@ -66,6 +66,8 @@ def test_architecture_lists_exactly_the_configmap_keys(helm: str) -> None:
         "config.docsEnabled": True,
         "config.corsEnabled": True,
         "config.corsOrigins[0]": "https://app.example.com",
+        "tracing.enabled": True,
+        "tracing.endpoint": "http://otel-collector.monitoring:4318",
     }
     rendered = set(render(helm, sets=sets).get("ConfigMap", "rel-heliox")["data"])
     assert documented == rendered, (documented - rendered, rendered - documented)

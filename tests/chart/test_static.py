@@ -37,6 +37,9 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): HERE
     / "schemas"
     / "servicemonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): HERE
+    / "schemas"
+    / "prometheusrule-monitoring-v1.json",
 }
 
 
@@ -137,6 +140,18 @@ def test_crd_schemas_reject_a_wrong_field() -> None:
     monitor["spec"]["endpoints"][0]["interval"] = "thirty seconds"
     with pytest.raises(jsonschema.ValidationError):
         _validate(monitor, KUBE_NEWEST)
+    rules = docs.get("PrometheusRule")
+    _validate(rules, KUBE_NEWEST)
+    for breakage in (
+        lambda r: r["spec"]["groups"][1]["rules"][0].update({"for": "two minutes"}),
+        lambda r: r["spec"]["groups"][1]["rules"][0].update({"record": "both:kinds"}),
+        lambda r: r["spec"]["groups"][0]["rules"][0].update({"exprr": "up"}),
+        lambda r: r["spec"]["groups"][1]["rules"][0]["annotations"].update({"n": 1}),
+    ):
+        broken = json.loads(json.dumps(rules))
+        breakage(broken)
+        with pytest.raises(jsonschema.ValidationError):
+            _validate(broken, KUBE_NEWEST)
 
 
 def test_kubernetes_schemas_are_strict() -> None:

@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from heliox.core import cache as cache_module
+from heliox.core import metrics
 from heliox.core.cache import Cache
 from heliox.core.redis import RedisClient
 from heliox.core.resources import _retry_invalidations
@@ -277,5 +279,74 @@ def test_a_lost_generation_starts_afresh_for_readers_and_writers() -> None:
         generations = _generations(fake)
         assert len(generations) == 3  # one entry per generation: none was reused
         assert first < generations
+
+    _run(scenario())
+
+
+# -- what the dashboard counts: hits, misses, bypasses (batched, like the request samples) -----
+
+
+def _reads() -> dict[str, float]:
+    metrics.flush()
+    return {
+        result: REGISTRY.get_sample_value("heliox_cache_reads_total", {"result": result}) or 0.0
+        for result in ("hit", "miss", "bypass")
+    }
+
+
+def _counted(before: dict[str, float]) -> dict[str, float]:
+    after = _reads()
+    return {k: after[k] - before[k] for k in after if after[k] != before[k]}
+
+
+def test_reads_are_counted_as_hit_miss_or_bypass() -> None:
+    async def scenario() -> None:
+        cache, client, fake = _cache(backoff=3600)
+        db = {"item:1": b"v"}
+        before = _reads()
+        await _read(cache, db)  # miss, then filled
+        await _read(cache, db)  # hit
+        await _read(cache, db)  # hit
+        assert _counted(before) == {"miss": 1, "hit": 2}
+
+        before = _reads()
+        fake.up = False
+        await _read(cache, db)  # the failing read opens the breaker
+        await _read(cache, db)  # breaker open: Redis skipped
+        assert _counted(before) == {"bypass": 2}
+
+        before = _reads()
+        fake.up = True
+        await cache.invalidate(NS)  # past the breaker: succeeds
+        client._down_until = 0.0
+        fake.up = False
+        await cache.invalidate(NS)  # fails: the namespace is pending
+        await _read(cache, db)
+        assert _counted(before) == {"bypass": 1}
+
+    _run(scenario())
+
+
+def test_reads_without_redis_are_not_counted() -> None:
+    """No cache configured is not a bypass: the hit ratio panel stays empty, not 0."""
+
+    async def scenario() -> None:
+        before = _reads()
+        await Cache(None, 60).get(NS, "k")
+        assert _counted(before) == {}
+
+    _run(scenario())
+
+
+def test_counts_wait_for_the_flush() -> None:
+    async def scenario() -> None:
+        cache, _client, _fake = _cache(backoff=3600)
+        before = _reads()
+        await cache.get(NS, "item:9")
+        labels = {"result": "miss"}
+        assert (REGISTRY.get_sample_value("heliox_cache_reads_total", labels) or 0.0) == before[
+            "miss"
+        ]  # batched: no write to the shared cells per read
+        assert _counted(before) == {"miss": 1}
 
     _run(scenario())

@@ -97,8 +97,11 @@ def test_private_metrics_dir_when_none_given(monkeypatch: pytest.MonkeyPatch, re
         assert not os.path.exists(made)
     finally:
         shutil.rmtree(made, ignore_errors=True)
-        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-        monkeypatch.delenv("HELIOX_OWN_METRICS_DIR", raising=False)
+        # Not monkeypatch.delenv: it would record the removed directory as the value to put
+        # back at teardown (the variable was absent when the test began), and every later test
+        # would inherit a metrics directory that no longer exists.
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        os.environ.pop("HELIOX_OWN_METRICS_DIR", None)
 
 
 def test_given_metrics_dir_is_not_removed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 
 from heliox.core import metrics
+from heliox.core.db import Database, create_db_engine
+from tests.helpers import make_settings
 
 LABELS = {"method": "GET", "route": "/unit/batched", "status": "200"}
 
@@ -50,7 +53,7 @@ def test_the_flusher_writes_the_pool_figures_without_a_scrape() -> None:
 
     async def scenario() -> None:
         task = asyncio.create_task(
-            metrics.flush_periodically(0.01, pool_status=lambda: dict(figures))
+            metrics.flush_periodically(0.01, sample=lambda: metrics.set_pool_figures(figures))
         )
         await asyncio.sleep(0.05)
         figures["checked_out"] = 7
@@ -60,3 +63,17 @@ def test_the_flusher_writes_the_pool_figures_without_a_scrape() -> None:
     asyncio.run(scenario())
     assert REGISTRY.get_sample_value("heliox_db_pool_checked_out") == 7
     assert REGISTRY.get_sample_value("heliox_db_pool_size") == 5
+
+
+def test_pool_figures_include_the_limit_saturation_is_measured_against(tmp_path: Path) -> None:
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path / 'pool.db'}", db_pool_size=3, db_max_overflow=4
+    )
+    database = Database(create_db_engine(settings), 5.0)
+    try:
+        figures = database.pool_status()
+    finally:
+        database.dispose()
+    assert figures["limit"] == 7
+    metrics.set_pool_figures(figures)
+    assert REGISTRY.get_sample_value("heliox_db_pool_limit") == 7

@@ -359,7 +359,36 @@ applies); still the chart's own, so `config.extra` and `extraEnv` may not set th
 {{- if $c.forwardedAllowIps -}}
 {{- $_ := set $data "FORWARDED_ALLOW_IPS" $c.forwardedAllowIps -}}
 {{- end -}}
+{{- with .Values.tracing -}}
+{{- if .enabled -}}
+{{- $_ := set $data "TRACING_ENABLED" "true" -}}
+{{- $_ := set $data "OTEL_EXPORTER_OTLP_ENDPOINT" .endpoint -}}
+{{- $_ := set $data "OTEL_TRACES_SAMPLER" "parentbased_traceidratio" -}}
+{{- $_ := set $data "OTEL_TRACES_SAMPLER_ARG" (toString .samplerRatio) -}}
+{{- $_ := set $data "OTEL_SERVICE_NAME" .serviceName -}}
+{{- end -}}
+{{- end -}}
 {{- toJson $data -}}
+{{- end -}}
+
+{{/* The collector's port, for the API pods' egress: the endpoint's, else its scheme's. */}}
+{{- define "heliox.tracing.port" -}}
+{{- $url := urlParse .Values.tracing.endpoint -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- $port | default (ternary "443" "80" (eq $url.scheme "https")) -}}
+{{- end -}}
+
+{{/* PromQL label matchers of the API's own series: Prometheus Operator labels a
+ServiceMonitor's scrapes with the Service's name as `job`. */}}
+{{- define "heliox.metricsSelector" -}}
+namespace="{{ .Release.Namespace }}", job="{{ include "heliox.fullname" . }}"
+{{- end -}}
+
+{{/* Names of the API Deployment's pods (`<fullname>-<template hash>-<suffix>`, both from
+Kubernetes' vowel-free alphabet), not the migration Job's or the test pod's. */}}
+{{- define "heliox.apiPodRegex" -}}
+{{- $safe := "[bcdfghjklmnpqrstvwxz2456789]" -}}
+{{- printf "%s-%s{1,10}-%s{5}" (include "heliox.fullname" .) $safe $safe -}}
 {{- end -}}
 
 {{/* All ConfigMap data: the chart's keys plus `config.extra` (collisions are refused in validate). */}}

@@ -60,7 +60,7 @@ async def metrics_endpoint(request: Request) -> Response:
             401, "This endpoint needs the metrics bearer token", None, _METRICS_CHALLENGE
         )
     with contextlib.suppress(NotStarted):  # no pool to report before startup
-        metrics.set_pool_figures(resources.db.pool_status())
+        resources.sample_gauges()
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 
+from heliox.core import metrics
 from heliox.core.redis import RedisClient, RedisUnavailable
 
 logger = logging.getLogger("heliox.cache")
@@ -105,6 +106,7 @@ class Cache:
         if namespace in self.pending:
             await self._bump(namespace, force=False)
             if namespace in self.pending:
+                metrics.CACHE_BYPASS.add()
                 return None, None
         gen_key, prefix, suffix = generation_key(namespace), f"heliox:{namespace}:g", f":{key}"
         try:
@@ -112,9 +114,15 @@ class Cache:
                 lambda _r: self._read_script(keys=[gen_key], args=[prefix, suffix])
             )
         except RedisUnavailable:
+            metrics.CACHE_BYPASS.add()
             return None, None
         gen = generation.decode() if isinstance(generation, bytes) else str(generation)
-        return (value if isinstance(value, bytes) else None), f"{prefix}{gen}{suffix}"
+        full_key = f"{prefix}{gen}{suffix}"
+        if isinstance(value, bytes):
+            metrics.CACHE_HIT.add()
+            return value, full_key
+        metrics.CACHE_MISS.add()
+        return None, full_key
 
     async def set(self, full_key: str | None, value: bytes) -> None:
         if self.client is None or full_key is None:

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL
 
 from heliox.core.auth.settings import auth_problems
+from heliox.core.tracing import tracing_problems
 from heliox.core.urls import (
     database_url,
     database_url_problems,
@@ -134,6 +135,9 @@ class Settings(BaseSettings):
     access_log_quiet_paths: Annotated[list[str], NoDecode] = ["/health", "/health/db", "/metrics"]
     # None: on in development, off in staging and production (see serve_api_docs).
     docs_enabled: bool | None = None
+    # None: on when an OTLP endpoint is configured (OTEL_* variables, see core/tracing.py).
+    tracing_enabled: bool | None = None
+    tracing_excluded_paths: Annotated[list[str], NoDecode] = ["/health", "/health/db", "/metrics"]
 
     web_concurrency: int = Field(1, ge=1)
     port: int = Field(8000, ge=1, le=65535)
@@ -148,7 +152,13 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", "access_log_quiet_paths", "oidc_algorithms", mode="before")
+    @field_validator(
+        "cors_origins",
+        "access_log_quiet_paths",
+        "oidc_algorithms",
+        "tracing_excluded_paths",
+        mode="before",
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
@@ -259,6 +269,7 @@ def _policy_problems(settings: Settings) -> list[str]:
     if settings.cors_enabled and not settings.cors_origins:
         problems.append("CORS_ENABLED=true but CORS_ORIGINS is empty (comma-separated origins)")
     problems.extend(auth_problems(settings))
+    problems.extend(tracing_problems(settings))
     return problems
 
 

@@ -218,6 +218,8 @@ class Database:
             "checked_out": pool.checkedout(),
             "checked_in": pool.checkedin(),
             "overflow": max(pool.overflow(), 0),
+            # What saturation is measured against (QueuePool keeps its max overflow private).
+            "limit": pool.size() + max(pool._max_overflow, 0),
         }
 
     def dispose(self) -> None:

@@ -1,5 +1,8 @@
 """Log lines: ``timestamp=... level=... logger=... message=... request_id=...`` plus extras.
 
+With tracing on, a line written while a sampled span is active also carries ``trace_id=...``
+(the 32 hex digits a tracing backend searches by).
+
 One formatter serves our loggers and uvicorn's and gunicorn's (gunicorn.conf.py points its
 ``logconfig_dict`` at :func:`formatter_from_env`), so every line of a request carries its
 request ID. ``LOG_FORMAT=json`` gives one JSON object per line instead. Passwords inside URLs
@@ -19,11 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+# The trace ID of the request's span while tracing is on and the span is sampled (set by
+# core/tracing.py, which this module must not import: the gunicorn master loads it).
+trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "request_id", "color_message", "taskName"}
+    | {"message", "asctime", "request_id", "trace_id", "color_message", "taskName"}
 )
 _URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)@")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|[^\s'\"]+)", re.IGNORECASE)
@@ -77,6 +83,9 @@ class KVFormatter(logging.Formatter):
             f"message={_kv_value(record.getMessage())}",
             f"request_id={_kv_value(_request_id(record))}",
         ]
+        trace_id = trace_id_var.get()
+        if trace_id is not None:
+            parts.append(f"trace_id={trace_id}")
         parts.extend(f"{key}={_kv_value(value)}" for key, value in _extras(record).items())
         if record.exc_info:
             parts.append(f"exc_info={_kv_value(self.formatException(record.exc_info))}")
@@ -94,6 +103,9 @@ class JSONFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": _request_id(record),
         }
+        trace_id = trace_id_var.get()
+        if trace_id is not None:
+            payload["trace_id"] = trace_id
         payload.update(_extras(record))
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)

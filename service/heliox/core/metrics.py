@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests by route template and status, latency, DB pool figures.
+"""Prometheus metrics: requests by route template and status, latency, DB pool figures, cache
+reads, rate-limit refusals and Redis errors.
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py) before any worker imports
 prometheus_client, so every worker writes its samples to files there and a scrape of any
@@ -49,8 +50,31 @@ POOL_GAUGES = {
         ("checked_out", "Connections in use."),
         ("checked_in", "Idle connections in the pool."),
         ("overflow", "Connections open beyond the pool size."),
+        ("limit", "Most connections the pool opens (pool size + max overflow)."),
     )
 }
+CACHE_READS = Counter(
+    "heliox_cache_reads_total",
+    "Cached reads by result: hit; miss (read from the database, then cached); bypass (Redis "
+    "unavailable, or an invalidation of this worker pending: read from the database).",
+    ["result"],
+)
+RATE_LIMIT_REFUSALS = Counter(
+    "heliox_rate_limit_refusals_total",
+    "Requests refused by the rate limit: over_limit (429), failed_credentials (429, the "
+    "client address over its failed-credentials budget), limiter_unavailable (503, Redis down "
+    "with RATE_LIMIT_FAIL_OPEN=false).",
+    ["reason"],
+)
+RATE_LIMIT_UNCHECKED = Counter(
+    "heliox_rate_limit_unchecked_total",
+    "Requests let through without a rate-limit check: Redis down, RATE_LIMIT_FAIL_OPEN=true.",
+)
+REDIS_ERRORS = Counter(
+    "heliox_redis_errors_total",
+    "Redis calls that failed (error or timeout). While a worker's breaker is open its calls are "
+    "skipped, not counted: about one error per REDIS_BACKOFF_SECONDS per busy worker.",
+)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -108,6 +132,39 @@ class _Series:
 _series: dict[tuple[str, str, int], _Series] = {}
 
 
+class Tally:
+    """Increments of one counter (and label values), batched like the request samples: a
+    request adds to a plain int, the flush writes the total."""
+
+    __slots__ = ("counter", "labels", "pending")
+
+    def __init__(self, counter: Counter, *labels: str) -> None:
+        self.counter = counter
+        self.labels = labels
+        self.pending = 0
+        _tallies.append(self)
+
+    def add(self) -> None:
+        self.pending += 1
+
+    def flush(self) -> None:
+        if self.pending:
+            count, self.pending = self.pending, 0
+            (self.counter.labels(*self.labels) if self.labels else self.counter).inc(count)
+
+
+_tallies: list[Tally] = []
+CACHE_HIT = Tally(CACHE_READS, "hit")
+CACHE_MISS = Tally(CACHE_READS, "miss")
+CACHE_BYPASS = Tally(CACHE_READS, "bypass")
+RATE_LIMITED = Tally(RATE_LIMIT_REFUSALS, "over_limit")
+LIMITER_UNAVAILABLE = Tally(RATE_LIMIT_REFUSALS, "limiter_unavailable")
+# An address over its failed-credentials budget (core/auth/gate.py): refused whatever it sends.
+FAILED_CREDENTIALS_LIMITED = Tally(RATE_LIMIT_REFUSALS, "failed_credentials")
+RATE_LIMIT_SKIPPED = Tally(RATE_LIMIT_UNCHECKED)
+REDIS_FAILED = Tally(REDIS_ERRORS)
+
+
 def observe(method: str, route: str, status: int, seconds: float) -> None:
     key = (method, route, status)
     series = _series.get(key)
@@ -124,19 +181,19 @@ def flush() -> None:
     """Write every batched sample to the metric cells (on the event loop, as observe runs)."""
     for series in list(_series.values()):
         series.flush()
+    for tally in _tallies:
+        tally.flush()
 
 
 async def flush_periodically(
-    interval: float = FLUSH_INTERVAL_SECONDS,
-    *,
-    pool_status: Callable[[], Mapping[str, int]] | None = None,
+    interval: float = FLUSH_INTERVAL_SECONDS, *, sample: Callable[[], None] | None = None
 ) -> None:
-    """Flush the batched samples and, with ``pool_status``, write this worker's pool figures:
+    """Flush the batched samples and, with ``sample``, set this worker's gauges (pool figures):
     each worker's, not only the scraped one's, must be current when any of them is scraped."""
     while True:
         await asyncio.sleep(interval)
-        if pool_status is not None:
-            set_pool_figures(pool_status())
+        if sample is not None:
+            sample()
         flush()
 
 

@@ -1,12 +1,13 @@
 """The one pure-ASGI middleware every HTTP request passes through.
 
-Request ID, security headers, body size limit, the 500 error body for
-unhandled exceptions (with CORS headers for an allowed Origin on the errors answered here),
+Request ID, the request's trace span, security headers, body size limit, the 500 error body
+for unhandled exceptions (with CORS headers for an allowed Origin on the errors answered here),
 499 for a request whose client went away, metrics and the access log live in a single layer:
 each extra ASGI layer costs a few percent of throughput, and this path is what /health is
-benchmarked on. Each concern's logic is in its own module (requestid, metrics, errors); this
-class only sequences them. Authentication and the rate limit are not here: they depend on who
-is calling, which the /api routes' dependency finds out (api/auth.py), so probes pay nothing.
+benchmarked on. Each concern's logic is in its own module (requestid, tracing and otel, cors,
+disconnect, metrics, errors); this class only sequences them. Authentication and the rate limit
+are not here: they depend on who is calling, which the /api routes' dependency finds out
+(api/auth.py), so probes pay nothing.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heliox.core import metrics
+from heliox.core.cors import ErrorCors
 from heliox.core.disconnect import CLIENT_CLOSED_REQUEST, client_disconnected
 from heliox.core.errors import PayloadTooLarge, error_bytes
 from heliox.core.logging import request_id_var
 from heliox.core.requestid import pick_request_id
 
 if TYPE_CHECKING:
-    from heliox.core.config import Settings
     from heliox.core.resources import Resources
 
 logger = logging.getLogger("heliox.errors")
@@ -56,51 +57,13 @@ def _security_headers(
     return api, docs
 
 
-def cors_options(settings: Settings) -> dict[str, Any] | None:
-    """CORSMiddleware's options (None: CORS off); HelioxMiddleware's own errors follow them too."""
-    if not settings.cors_enabled:
-        return None
-    return {
-        "allow_origins": list(settings.cors_origins),
-        "allow_methods": ["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-        "allow_headers": ["*"],
-        "allow_credentials": False,
-        "expose_headers": ["X-Request-ID", "Retry-After", "X-Cache"],
-        "max_age": 600,
-    }
-
-
-class _ErrorCors:
-    """The CORS headers CORSMiddleware would put on a simple response, for the errors this
-    layer answers itself (they never reach CORSMiddleware, so browsers could not read them)."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        origins = options.get("allow_origins", [])
-        self.allow_all = "*" in origins
-        self.origins = frozenset(origin.encode() for origin in origins)
-        self.credentials = bool(options.get("allow_credentials"))
-        self.common: list[tuple[bytes, bytes]] = []
-        if self.credentials:
-            self.common.append((b"access-control-allow-credentials", b"true"))
-        exposed = options.get("expose_headers") or []
-        if exposed:
-            self.common.append((b"access-control-expose-headers", ", ".join(exposed).encode()))
-
-    def headers(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
-        if origin is None or not (self.allow_all or origin in self.origins):
-            return []
-        if self.allow_all and not self.credentials:
-            return [(b"access-control-allow-origin", b"*"), *self.common]
-        return [(b"access-control-allow-origin", origin), (b"vary", b"Origin"), *self.common]
-
-
 class HelioxMiddleware:
     def __init__(
         self, app: ASGIApp, resources: Resources, cors: dict[str, Any] | None = None
     ) -> None:
         self.app = app
         self.resources = resources
-        self.cors = _ErrorCors(cors) if cors is not None else None
+        self.cors = ErrorCors(cors) if cors is not None else None
         settings = resources.settings
         self.max_body = settings.max_body_size
         self.access_log = settings.access_log
@@ -129,6 +92,9 @@ class HelioxMiddleware:
                 origin = value
         request_id = pick_request_id(incoming_id)
         token = request_id_var.set(request_id)
+        # Tracing: off unless configured (then the span is current until the access line).
+        tracer = self.resources.tracer
+        span = tracer.begin(scope, request_id) if tracer is not None else None
         path: str = scope["path"]
         status = 500
         started = False
@@ -175,6 +141,8 @@ class HelioxMiddleware:
             if not started:
                 status = CLIENT_CLOSED_REQUEST
         except Exception as exc:
+            if span is not None:
+                span.failed(exc)
             if started:
                 logger.exception("unhandled error after the response started")
                 raise
@@ -190,16 +158,19 @@ class HelioxMiddleware:
                 extra=self._cors_headers(origin),
             )
         finally:
-            self._record(scope, path, status, perf_counter() - start)
+            route = getattr(scope.get("route"), "path", None)
+            self._record(scope, path, route, status, perf_counter() - start)
+            if span is not None:
+                span.end(route, status)
             request_id_var.reset(token)
 
     def _cors_headers(self, origin: bytes | None) -> list[tuple[bytes, bytes]] | None:
         return self.cors.headers(origin) if self.cors is not None else None
 
-    def _record(self, scope: Scope, path: str, status: int, elapsed: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or metrics.UNMATCHED_ROUTE
-        metrics.observe(scope["method"], template, status, elapsed)
+    def _record(
+        self, scope: Scope, path: str, route: str | None, status: int, elapsed: float
+    ) -> None:
+        metrics.observe(scope["method"], route or metrics.UNMATCHED_ROUTE, status, elapsed)
         if self.access_log and (status >= 400 or path not in self.quiet_paths):
             access_logger.info(
                 "%s %s %s",

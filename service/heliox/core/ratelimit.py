@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from heliox.core import metrics
 from heliox.core.redis import RedisClient, RedisUnavailable
 
 # INCR and set the expiry in one round trip, atomically, so a crash cannot leave a counter
@@ -66,11 +67,14 @@ class RateLimiter:
         try:
             count = await self.client.run(lambda _r: self._script(keys=keys, args=args))
         except RedisUnavailable:
+            (metrics.RATE_LIMIT_SKIPPED if self.fail_open else metrics.LIMITER_UNAVAILABLE).add()
             return Decision(allowed=self.fail_open, unavailable=True, retry_after=1)
         if int(count) < 0:
+            metrics.FAILED_CREDENTIALS_LIMITED.add()
             return Decision(False, self._retry_after(now, window_index), blocked=True)
         if int(count) <= limit:
             return Decision(allowed=True)
+        metrics.RATE_LIMITED.add()
         return Decision(allowed=False, retry_after=self._retry_after(now, window_index))
 
     async def fail(self, address: str) -> Decision:
@@ -84,6 +88,7 @@ class RateLimiter:
             return Decision(allowed=self.fail_open, unavailable=True, retry_after=1)
         if int(count) <= self.failure_limit:
             return Decision(allowed=True)
+        metrics.FAILED_CREDENTIALS_LIMITED.add()
         return Decision(False, self._retry_after(now, window_index), blocked=True)
 
     async def blocked(self, address: str) -> bool:

@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from heliox.core import metrics
 from heliox.core.config import Settings
 from heliox.core.urls import mask_redis_url
 
@@ -58,6 +59,7 @@ class RedisClient:
         try:
             result = await operation(self.redis)
         except (RedisError, OSError) as exc:
+            metrics.REDIS_FAILED.add()
             self._down_until = time.monotonic() + self._backoff
             # The idle pooled connections are likely dead too (a restarted server closed them
             # all). Drop them, or after the outage each one would fail once more and restart

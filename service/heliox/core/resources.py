@@ -1,10 +1,12 @@
-"""What the app holds while it runs: DB, Redis, cache, rate limiter. Made and closed in lifespan."""
+"""What the app holds while it runs: DB, Redis, cache, rate limiter, tracing. Made and closed in
+lifespan."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -18,6 +20,11 @@ from heliox.core.db import Database, create_db_engine
 from heliox.core.health import DbHealth
 from heliox.core.ratelimit import RateLimiter
 from heliox.core.redis import RedisClient
+from heliox.core.tracing import start_tracing, tracing_wanted
+
+if TYPE_CHECKING:
+    from heliox.core.otel import Tracing
+    from heliox.core.otel_request import RequestTracer
 
 logger = logging.getLogger("heliox.lifespan")
 
@@ -36,6 +43,9 @@ class Resources:
         self.limiter: RateLimiter | None = None
         self._gate: Gate | None = None
         self._bootstrap: asyncio.Task[None] | None = None
+        # The middleware's tracing step; None (the default) is tracing off.
+        self.tracer: RequestTracer | None = None
+        self._tracing: Tracing | None = None
         self._metrics_flusher: asyncio.Task[None] | None = None
         self._cache_flusher: asyncio.Task[None] | None = None
 
@@ -75,9 +85,12 @@ class Resources:
                     s.rate_limit_auth_failures,
                 )
         self.cache = Cache(self.redis, s.cache_ttl_seconds)
+        if tracing_wanted(s):
+            self._tracing = start_tracing(s, self._db.engine, self.redis)
+            self.tracer = self._tracing.requests
         await self._start_auth()
         self._metrics_flusher = asyncio.create_task(
-            metrics.flush_periodically(pool_status=self._db.pool_status)
+            metrics.flush_periodically(sample=self.sample_gauges)
         )
         if self.redis is not None:
             self._cache_flusher = asyncio.create_task(_retry_invalidations(self.cache))
@@ -112,6 +125,11 @@ class Resources:
             # Usually done before the first request; if the database is slow, it goes on behind.
             await asyncio.wait({self._bootstrap}, timeout=s.db_request_timeout)
 
+    def sample_gauges(self) -> None:
+        """This worker's pool figures, for the next scrape (NotStarted before lifespan has made
+        the engine)."""
+        metrics.set_pool_figures(self.db.pool_status())
+
     async def stop(self) -> None:
         for task in (self._metrics_flusher, self._cache_flusher, self._bootstrap):
             if task is not None:
@@ -120,6 +138,10 @@ class Resources:
                     await task
         self._metrics_flusher = self._cache_flusher = self._bootstrap = None
         metrics.flush()  # the last second's samples, before the worker exits
+        if self._tracing is not None:
+            self.tracer = None
+            await self._tracing.shutdown()  # the last spans, before the clients close
+            self._tracing = None
         if self.redis is not None:
             if self.cache.pending:
                 with anyio.move_on_after(1):
