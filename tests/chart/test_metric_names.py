@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import GunicornServer, RedisServer
+from tests.servers import AUTH_HEADER, GunicornServer, RedisServer
 
 from .helpers import render
 from .promql import Selector, dashboard, dashboard_queries, recorded_names, rule_queries, selectors
@@ -76,7 +76,7 @@ def test_recording_rules_feed_the_alerts() -> None:
 
 def _call(url: str, method: str = "GET", body: dict[str, object] | None = None) -> int:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=AUTH_HEADER)
     if data is not None:
         request.add_header("content-type", "application/json")
     try:

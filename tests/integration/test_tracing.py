@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.otlp import OtlpReceiver, ReceivedSpan
-from tests.servers import GunicornServer, RedisServer
+from tests.servers import AUTH_HEADER, GunicornServer, RedisServer
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -45,7 +45,7 @@ def _request(
     url: str, method: str = "GET", body: dict[str, object] | None = None, **headers: str
 ) -> tuple[int, dict[str, str]]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    request = urllib.request.Request(url, data=data, method=method, headers=AUTH_HEADER | headers)
     if data is not None:
         request.add_header("content-type", "application/json")
     with urllib.request.urlopen(request, timeout=10) as response:
