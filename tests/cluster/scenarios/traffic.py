@@ -126,7 +126,14 @@ def items_round_trip(ctx: Context) -> int:
         item_id = int(created["id"])
         status, got = http("GET", f"{url}/api/v1/items/{item_id}", key=key)
         assert (status, got["id"], got["name"]) == (200, item_id, name), (status, got)
-    ctx.progress(f"item {item_id} created and read back through the Service")
+        # Without a key, or with a wrong one, the same read is refused with the error body.
+        for wrong in (None, key[:-4] + "xxxx"):
+            status, refused = http("GET", f"{url}/api/v1/items/{item_id}", key=wrong)
+            assert (status, refused.get("error")) == (401, "unauthorized"), (status, refused)
+    ctx.progress(
+        f"item {item_id} created and read back through the Service with the bootstrap key;"
+        " 401 without a key and with a wrong one"
+    )
     return item_id
 
 
