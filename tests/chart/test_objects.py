@@ -410,8 +410,15 @@ def test_service_monitor(helm: str) -> None:
     assert sm["metadata"]["labels"]["release"] == "prometheus"
     assert sm["spec"]["selector"]["matchLabels"] == API_SELECTOR
     assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    # The everything values protect /metrics with a token: the scrape sends it (test_auth.py).
     assert sm["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+        {
+            "port": "http",
+            "path": "/metrics",
+            "interval": "30s",
+            "scrapeTimeout": "10s",
+            "bearerTokenSecret": {"name": "heliox-scrape-token", "key": "token"},
+        }
     ]
 
 

@@ -101,7 +101,8 @@ def _secret_refs(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 def test_base_holds_no_password(base: list[dict[str, Any]]) -> None:
     """Committed manifests carry no credential: the chart's own Secret holds URLs without
-    passwords, and every password is read from a Secret the user creates."""
+    passwords, and every password (and the bootstrap API key) is read from a Secret the user
+    creates."""
     secrets = find(base, "Secret")
     assert [s["metadata"]["name"] for s in secrets] == ["heliox"]
     data = {k: base64.b64decode(v).decode() for k, v in secrets[0]["data"].items()}
@@ -113,6 +114,7 @@ def test_base_holds_no_password(base: list[dict[str, Any]]) -> None:
         ("heliox-postgresql-auth", "password"),
         ("heliox-postgresql-auth", "postgres-password"),
         ("heliox-redis-auth", "redis-password"),
+        ("heliox-bootstrap-key", "api-key"),
     }
 
 
