@@ -133,6 +133,20 @@ def wait_rolled_out(ctx: Context, replicas: int | None = None, timeout: float = 
     return d
 
 
+def wait_old_pods_gone(ctx: Context, timeout: float = 120) -> None:
+    """Wait until no API pod is terminating: a rollout is complete for the Deployment while the
+    old pods still answer through the Service during their preStop pause and drain."""
+
+    def gone() -> bool:
+        pods = ctx.cluster.items("pods", ctx.namespace, ctx.component("api"))
+        leaving = [p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")]
+        if leaving:
+            raise NotReady(f"API pods still terminating: {leaving}")
+        return True
+
+    ctx.cluster.wait_for("old API pods gone", gone, timeout)
+
+
 def statefulsets_ready(ctx: Context) -> list[str]:
     names = []
     for s in ctx.cluster.items("statefulsets", ctx.namespace, ctx.selector):

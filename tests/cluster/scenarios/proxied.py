@@ -20,7 +20,7 @@ from typing import Any
 from . import helm
 from .context import Context
 from .isolation import restricted_pod
-from .objects import wait_rolled_out
+from .objects import wait_old_pods_gone, wait_rolled_out
 
 PROXY_PORT = 8080
 PROXY = """
@@ -87,6 +87,9 @@ def rate_limit_counts_each_client_behind_the_proxy(ctx: Context, limit: int = 5)
             helm.install(ctx, values)
             ctx.state["installed"] = True
         wait_rolled_out(ctx)
+        # Old pods keep the old trust setting and still answer while they drain (one did, and
+        # counted a request of A's on A's own used-up budget).
+        wait_old_pods_gone(ctx)
 
     # The proxy must exist before the release names its address: first install with a
     # placeholder (nothing trusted), then start the proxy, then trust it.
