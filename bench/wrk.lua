@@ -45,7 +45,12 @@ elseif mode == "post" then
     seq = seq + 1
     local body = '{"name":"bench ' .. (id or 0) .. "-" .. seq
       .. '","description":"written by make bench"}'
-    return wrk.format("POST", "/api/v1/items", {["Content-Type"] = "application/json"}, body)
+    -- A headers table given to wrk.format replaces wrk.headers: the key goes in again.
+    local headers = {["Content-Type"] = "application/json"}
+    if api_key and api_key ~= "" then
+      headers["X-API-Key"] = api_key
+    end
+    return wrk.format("POST", "/api/v1/items", headers, body)
   end
 end
 
