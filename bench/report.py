@@ -1,9 +1,8 @@
-"""The benchmark's report: the Markdown page with its targets and tables, the latency plot, the
-JSON file, and bench/results/README.md, the index of every run."""
+"""The benchmark's report: the Markdown page with its targets and tables, its headline numbers
+and the JSON file (the plot is bench/plot.py, the index of every run bench/index.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from dataclasses import asdict
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import tracing_cost
-from bench.harness import REPO_ROOT, SEED_ITEMS, WORKERS, Result, progress
+from bench.harness import REPO_ROOT, SEED_ITEMS, WORKERS, Result
 from bench.record import (
     DB_REQUEST_TIMEOUT_S,
     HEALTHY_SCENARIO,
@@ -275,45 +274,6 @@ def render_markdown(run: Run, plot_name: str | None) -> str:
     return "\n".join(lines)
 
 
-def plot(run: Run, path: Path) -> bool:
-    try:
-        import matplotlib  # noqa: PLC0415
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
-        progress("matplotlib not installed: no plot")
-        return False
-    # One bar group per scenario and app (the A/B rounds: their median round).
-    grouped: dict[tuple[str, str], list[Result]] = {}
-    for r in run.results:
-        grouped.setdefault((r.scenario, r.app), []).append(r)
-    labels, p50, p90, p99 = [], [], [], []
-    for (scenario, app), results in grouped.items():
-        chosen = sorted(results, key=lambda r: r.rps)[len(results) // 2]
-        labels.append(f"{scenario}\n[{app}]")
-        p50.append(max(chosen.p50_ms, 0.01))
-        p90.append(max(chosen.p90_ms, 0.01))
-        p99.append(max(chosen.p99_ms, 0.01))
-    fig, ax = plt.subplots(figsize=(12, 0.55 * len(labels) + 1.8))
-    y = list(range(len(labels)))
-    height = 0.27
-    ax.barh([i - height for i in y], p50, height, label="p50")
-    ax.barh(y, p90, height, label="p90")
-    ax.barh([i + height for i in y], p99, height, label="p99")
-    ax.set_yticks(y, labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("latency, ms (log scale)")
-    ax.set_title(f"Heliox latency, run {run.timestamp} ({run.machine['cores']} cores)")
-    ax.legend(loc="lower right")
-    ax.grid(axis="x", which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
 def sanitize(text: str) -> str:
     """No absolute paths of this machine in committed results."""
     for prefix, name in ((str(REPO_ROOT), "<repo>"), (str(Path.home()), "~")):
@@ -326,54 +286,3 @@ def to_json(run: Run) -> dict[str, Any]:
     data = asdict(run)
     data["headline"] = headline(run)
     return data
-
-
-def _datapath_cell(ratios: dict[str, float] | None) -> str:
-    if not ratios:
-        return "-"
-    keys = ("health", "uncached", "cached", "page", "write", "auth")
-    return " / ".join(f"{ratios[k]:.2f}" if k in ratios else "-" for k in keys)
-
-
-def _tracing(headline: dict[str, Any]) -> str:
-    """Runs from before tracing existed have no figure."""
-    value = headline.get("tracing_ratio")
-    return f"{value:.2f}" if value else "n/a"
-
-
-def write_index(results_dir: Path) -> None:
-    """bench/results/README.md: every recorded run, newest first, with its headline numbers."""
-    rows = []
-    for path in sorted(results_dir.glob("*.json"), reverse=True):
-        data = json.loads(path.read_text())
-        h = data["headline"]
-        rows.append(
-            f"| [{data['timestamp']}]({path.stem}.md){' (quick)' if data.get('quick') else ''} | "
-            f"{h['health_ratio']:.2f} ({h['health_rps']:,.0f} / {h['bare_rps']:,.0f}) | "
-            f"{h['items_cache_ratio']:.2f} | {_tracing(h)} | {h['peak_rss_mib']:.0f} | "
-            f"{h['peak_pss_mib']:.0f} | "
-            f"{h['to_ready_s']:.2f} | {_datapath_cell(h.get('datapath'))} | "
-            f"{data['load_before'][0]:.2f} |"
-        )
-    text = "\n".join(
-        [
-            "# Benchmark results",
-            "",
-            "Written by `make bench` (`python -m bench.run`); one Markdown report, latency plot "
-            "and JSON file per run. Newest first, so a regression shows as a change down a "
-            'column. How the numbers are taken: docs/ARCHITECTURE.md, "Benchmarks and '
-            'reliability".',
-            "",
-            f"Targets: `/health` >= {TARGET_HEALTH_RATIO} x the bare FastAPI baseline; RSS of "
-            f"master + {WORKERS} workers <= {TARGET_RSS_MIB:.0f} MiB; start to ready <= "
-            f"{TARGET_READY_S:g} s.",
-            "",
-            "| run | /health ratio (service / bare req/s) | items cache ratio | tracing on/off "
-            "(cached reads) | peak RSS sum MiB | peak PSS sum MiB | start to ready s | data path "
-            "ratios (health, uncached, cached, page, write, keyed/open) | load before |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
-            *rows,
-            "",
-        ]
-    )
-    (results_dir / "README.md").write_text(text)

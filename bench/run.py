@@ -43,6 +43,8 @@ from bench.harness import (
     service_env,
     table_locked,
 )
+from bench.index import write_index
+from bench.plot import plot
 from bench.procmem import PeakSampler, mib, sample_tree
 from bench.record import (
     HEALTHY_SCENARIO,
@@ -57,7 +59,7 @@ from bench.record import (
     Run,
     Startup,
 )
-from bench.report import headline, plot, render_markdown, sanitize, to_json, verdict, write_index
+from bench.report import headline, render_markdown, sanitize, to_json, verdict
 from tests.otlp import OtlpReceiver
 from tests.servers import GunicornServer, PostgresServer, RedisServer, missing_servers
 
