@@ -45,11 +45,8 @@ elseif mode == "post" then
     seq = seq + 1
     local body = '{"name":"bench ' .. (id or 0) .. "-" .. seq
       .. '","description":"written by make bench"}'
-    -- A headers table given to wrk.format replaces wrk.headers: the key goes in again.
-    local headers = {["Content-Type"] = "application/json"}
-    if api_key and api_key ~= "" then
-      headers["X-API-Key"] = api_key
-    end
+    -- A headers table given to wrk.format replaces wrk.headers: the key (if any) goes in again.
+    local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = wrk.headers["X-API-Key"]}
     return wrk.format("POST", "/api/v1/items", headers, body)
   end
 end

@@ -71,11 +71,11 @@ class RateLimiter:
             return Decision(allowed=self.fail_open, unavailable=True, retry_after=1)
         if int(count) < 0:
             metrics.FAILED_CREDENTIALS_LIMITED.add()
-            return Decision(False, self._retry_after(now, window_index), blocked=True)
+            return Decision(False, self.retry_after(now), blocked=True)
         if int(count) <= limit:
             return Decision(allowed=True)
         metrics.RATE_LIMITED.add()
-        return Decision(allowed=False, retry_after=self._retry_after(now, window_index))
+        return Decision(allowed=False, retry_after=self.retry_after(now))
 
     async def fail(self, address: str) -> Decision:
         """Count one failed credential from ``address``; refused once over the failure budget."""
@@ -89,7 +89,7 @@ class RateLimiter:
         if int(count) <= self.failure_limit:
             return Decision(allowed=True)
         metrics.FAILED_CREDENTIALS_LIMITED.add()
-        return Decision(False, self._retry_after(now, window_index), blocked=True)
+        return Decision(False, self.retry_after(now), blocked=True)
 
     async def blocked(self, address: str) -> bool:
         """Whether ``address`` is over its failure budget now (False when Redis is down)."""
@@ -100,8 +100,11 @@ class RateLimiter:
             return False
         return count is not None and int(count) > self.failure_limit
 
-    def _retry_after(self, now: float, window_index: int) -> int:
-        return max(1, int((window_index + 1) * self.window - now + 0.999))
+    def retry_after(self, now: float | None = None) -> int:
+        """Whole seconds until the window holding ``now`` (default: the present) ends, at
+        least 1: when a refused caller may try again."""
+        now = time.time() if now is None else now
+        return max(1, int((int(now // self.window) + 1) * self.window - now + 0.999))
 
 
 def _failures_key(address: str, window_index: int) -> str:

@@ -200,8 +200,7 @@ class Gate:
         if self.limiter is None:
             return Verdict(outcome)
         if outcome is Outcome.blocked:
-            window = self.limiter.window
-            return self._blocked(max(1, int(window - time.time() % window + 0.999)))
+            return self._blocked(self.limiter.retry_after())
         decision = await self.limiter.fail(address)
         if decision.unavailable and not decision.allowed:
             return Verdict(Outcome.limiter_down, retry_after=1)
