@@ -15,6 +15,7 @@ from heliox.core.logging import (
     redact,
     request_id_var,
 )
+from heliox.core.middleware import access_line
 
 KV_LINE = re.compile(
     r"^timestamp=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 level=(\w+) logger=(\S+) "
@@ -117,3 +118,27 @@ def test_configure_logging_is_idempotent(capsys: pytest.CaptureFixture[str]) -> 
     lines = [line for line in capsys.readouterr().err.splitlines() if "once" in line]
     assert len(lines) == 1
     assert json.loads(lines[0])["message"] == "once"
+
+
+def test_access_line_carries_the_request_fields(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="heliox.access"):
+        access_line("GET", "/api/v1/items/7", 200, 0.0123456, "10.0.0.9")
+    (record,) = caplog.records
+    assert record.name == "heliox.access"
+    assert record.getMessage() == "GET /api/v1/items/7 200"
+    line = KVFormatter().format(record)
+    assert line.endswith(
+        "method=GET path=/api/v1/items/7 status=200 duration_ms=12.346 client=10.0.0.9"
+    ), line
+
+
+def test_access_line_follows_the_logger_level(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="heliox.access"):
+        access_line("GET", "/", 200, 0.001, "-")
+    assert caplog.records == []
+
+
+def test_kv_numbers_and_values_after_the_record_attributes() -> None:
+    """Extras are found after the record's own attributes, numbers are written bare."""
+    line = KVFormatter().format(_record("x", status=404, ratio=0.5, note="a b"))
+    assert line.endswith(' status=404 ratio=0.5 note="a b"'), line

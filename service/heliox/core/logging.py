@@ -19,6 +19,7 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -46,7 +47,10 @@ def redact(text: str) -> str:
 
 
 def _kv_value(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
+    kind = type(value)
+    if kind is int or kind is float:  # durations, statuses: never quoted (and common)
+        return str(value)
+    text = value if kind is str else str(value)
     if text and not _NEEDS_QUOTES.search(text):
         return text
     escaped = (
@@ -63,13 +67,19 @@ def _timestamp(record: logging.LogRecord) -> str:
     return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
 
 
+# A record's own attributes come first in its __dict__ (LogRecord.__init__), the extras after
+# them (makeRecord): skipping that many keys finds the extras without testing every key.
+_FIRST_EXTRA = len(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+
+
 def _request_id(record: logging.LogRecord) -> str:
     explicit = record.__dict__.get("request_id")
     return explicit if isinstance(explicit, str) else request_id_var.get()
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
+    rest = islice(record.__dict__.items(), _FIRST_EXTRA, None)
+    return {k: v for k, v in rest if k not in _STANDARD_ATTRS}
 
 
 class KVFormatter(logging.Formatter):

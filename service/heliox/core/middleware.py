@@ -172,19 +172,8 @@ class HelioxMiddleware:
     ) -> None:
         metrics.observe(scope["method"], route or metrics.UNMATCHED_ROUTE, status, elapsed)
         if self.access_log and (status >= 400 or path not in self.quiet_paths):
-            access_logger.info(
-                "%s %s %s",
-                scope["method"],
-                path,
-                status,
-                extra={
-                    "method": scope["method"],
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "client": (scope.get("client") or ("-",))[0],
-                },
-            )
+            client = scope.get("client")
+            access_line(scope["method"], path, status, elapsed, client[0] if client else "-")
 
     def _length_ok(self, raw: bytes) -> bool:
         try:
@@ -207,6 +196,32 @@ class HelioxMiddleware:
             return message
 
         return limited_receive
+
+
+def access_line(method: str, path: str, status: int, elapsed: float, client: str) -> None:
+    """The request's log line. Built with makeRecord + handle instead of ``info()``, which
+    would walk the stack for a source location (findCaller) that is always this function and
+    that no format prints; levels, filters and handlers apply as for any record."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    extra = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(elapsed * 1000, 3),
+        "client": client,
+    }
+    record = access_logger.makeRecord(
+        access_logger.name,
+        logging.INFO,
+        __file__,
+        0,
+        "%s %s %s",
+        (method, path, status),
+        None,
+        extra=extra,
+    )
+    access_logger.handle(record)
 
 
 async def _send_error(
