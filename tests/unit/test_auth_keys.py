@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
-from heliox.api.auth import authenticate
+from heliox.api.auth import Require
 from heliox.app import create_app
 from heliox.core.config import Settings
 from heliox.models.base import utcnow
@@ -56,7 +56,7 @@ def test_probes_and_service_info_stay_open(anonymous: TestClient) -> None:
     assert anonymous.get("/metrics").status_code == 200  # METRICS_TOKEN unset
 
 
-def test_every_api_route_depends_on_authenticate(settings: Settings) -> None:
+def test_every_api_route_requires_a_role(settings: Settings) -> None:
     """A route added under /api without the auth dependency would be open: this catches it."""
     app = create_app(settings)
     api_routes = [
@@ -70,7 +70,7 @@ def test_every_api_route_depends_on_authenticate(settings: Settings) -> None:
             dependant = stack.pop()
             calls |= {d.call for d in dependant.dependencies}
             stack.extend(dependant.dependencies)
-        assert authenticate in calls, context.path_format
+        assert any(isinstance(call, Require) for call in calls), context.path_format
 
 
 @pytest.mark.parametrize(
@@ -103,6 +103,23 @@ def test_the_right_prefix_with_a_wrong_secret_is_refused(
 def test_a_key_works_as_a_bearer_value(anonymous: TestClient, sqlite_url: str) -> None:
     key = create_key(sqlite_url, "reader")
     assert anonymous.get(ITEMS, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_a_write_checks_its_credential_once(anonymous: TestClient, sqlite_url: str) -> None:
+    """Require and the route's CallerDep share one check (one rate-limit hit, one cache read)."""
+    key = create_key(sqlite_url, "writer")
+    gate = anonymous.app.state.resources.gate  # type: ignore[attr-defined]
+    admitted = []
+    admit = gate.admit
+
+    async def counting_admit(credential: str | None, address: str) -> object:
+        admitted.append(credential)
+        return await admit(credential, address)
+
+    gate.admit = counting_admit
+    created = anonymous.post(ITEMS, json={"name": "once"}, headers=_as(key))
+    assert created.status_code == 201, created.text
+    assert admitted == [key]
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,8 @@ def _collect_calls(dependant: Dependant, into: set[Callable[..., Any]]) -> None:
     for sub in dependant.dependencies:
         if sub.call is not None:
             into.add(sub.call)
+            # A dependency that calls others itself says so (api/auth.py Require).
+            into.update(getattr(sub.call, "performs", ()))
         _collect_calls(sub, into)
 
 
