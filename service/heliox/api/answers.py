@@ -17,7 +17,7 @@ from fastapi.dependencies.utils import get_flat_params
 from starlette.routing import compile_path
 
 from heliox.api.auth import authenticate
-from heliox.api.deps import get_database, get_db_health
+from heliox.api.deps import USES_DATABASE, get_db_health
 
 RETRY_AFTER = "Retry-After"
 WWW_AUTHENTICATE = "WWW-Authenticate"
@@ -124,7 +124,7 @@ ERROR_ANSWERS: tuple[ErrorAnswer, ...] = (
     ErrorAnswer(
         422,
         "The database refused a value (`details.reason`: invalid_value).",
-        depends_on(get_database),
+        depends_on(*USES_DATABASE),
     ),
     # api/auth.py's rate limit (on when Redis is configured and RATE_LIMIT_ENABLED).
     ErrorAnswer(
@@ -140,7 +140,7 @@ ERROR_ANSWERS: tuple[ErrorAnswer, ...] = (
     ErrorAnswer(
         503,
         "The database is unavailable; try again shortly.",
-        depends_on(get_database, get_db_health),
+        depends_on(*USES_DATABASE, get_db_health),
         (RETRY_AFTER,),
     ),
     # api/auth.py: Redis down and RATE_LIMIT_FAIL_OPEN=false; the OIDC issuer's keys unreachable.

@@ -1,4 +1,5 @@
-"""/api/v1/items: the seed's example resource, in the database, reads cached in Redis."""
+"""/api/v1/items: the seed's example resource, in the database, reads cached in Redis
+(services/items.py). The routes map its answers to HTTP."""
 
 from __future__ import annotations
 
@@ -8,17 +9,16 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from starlette.responses import Response
 
 from heliox.api.auth import CallerDep, Require
-from heliox.api.deps import DB, CacheDep
+from heliox.api.deps import ItemsDep
 from heliox.core.audit import audit
-from heliox.repositories import items as repo
 from heliox.schemas.item import ItemCreate, ItemPage, ItemRead, ItemUpdate
+from heliox.services.items import Body
 
 # The full prefix is declared here, not in include_router(): the route template that metrics
 # are labelled with is the path this router declares.
 # Readers may read, writers write (api/auth.py Require).
 router = APIRouter(prefix="/api/v1/items", tags=["items"], dependencies=[Depends(Require())])
 
-NAMESPACE = "items"
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _NOT_FOUND = "Item not found"
 _JSON = "application/json"
@@ -38,63 +38,50 @@ _CACHE_HEADER: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _cached(body: bytes, hit: bool) -> Response:
-    return Response(body, media_type=_JSON, headers={"X-Cache": "hit" if hit else "miss"})
+def _read(body: Body) -> Response:
+    return Response(
+        body.json, media_type=_JSON, headers={"X-Cache": "hit" if body.cached else "miss"}
+    )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ItemRead)
-async def create_item(data: ItemCreate, db: DB, cache: CacheDep, caller: CallerDep) -> Response:
-    item = await db.run(lambda s: repo.create(s, data))
-    await cache.invalidate(NAMESPACE)
+async def create_item(data: ItemCreate, items: ItemsDep, caller: CallerDep) -> Response:
+    item = await items.create(data)
     audit(caller, "item.create", f"items/{item.id}")
     return Response(item.model_dump_json(), status_code=201, media_type=_JSON)
 
 
 @router.get("", response_model=ItemPage, responses=_CACHE_HEADER)
 async def list_items(
-    db: DB,
-    cache: CacheDep,
+    items: ItemsDep,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
-    cached, key = await cache.get(NAMESPACE, f"page:{offset}:{limit}")
-    if cached is not None:
-        return _cached(cached, hit=True)
-    page = await db.run(lambda s: repo.page(s, offset, limit), readonly=True)
-    body = page.model_dump_json().encode()
-    await cache.set(key, body)
-    return _cached(body, hit=False)
+    return _read(await items.page(offset, limit))
 
 
 @router.get("/{item_id}", response_model=ItemRead, responses=_CACHE_HEADER)
-async def get_item(item_id: ItemId, db: DB, cache: CacheDep) -> Response:
-    cached, key = await cache.get(NAMESPACE, f"item:{item_id}")
-    if cached is not None:
-        return _cached(cached, hit=True)
-    item = await db.run(lambda s: repo.get(s, item_id), readonly=True)
-    if item is None:
+async def get_item(item_id: ItemId, items: ItemsDep) -> Response:
+    body = await items.read(item_id)
+    if body is None:
         raise HTTPException(404, _NOT_FOUND)
-    body = item.model_dump_json().encode()
-    await cache.set(key, body)
-    return _cached(body, hit=False)
+    return _read(body)
 
 
 @router.patch("/{item_id}", response_model=ItemRead)
 async def update_item(
-    item_id: ItemId, data: ItemUpdate, db: DB, cache: CacheDep, caller: CallerDep
+    item_id: ItemId, data: ItemUpdate, items: ItemsDep, caller: CallerDep
 ) -> Response:
-    item = await db.run(lambda s: repo.update(s, item_id, data))
+    item = await items.update(item_id, data)
     if item is None:
         raise HTTPException(404, _NOT_FOUND)
-    await cache.invalidate(NAMESPACE)
     audit(caller, "item.update", f"items/{item_id}")
     return Response(item.model_dump_json(), media_type=_JSON)
 
 
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_item(item_id: ItemId, db: DB, cache: CacheDep, caller: CallerDep) -> Response:
-    if not await db.run(lambda s: repo.delete(s, item_id)):
+async def delete_item(item_id: ItemId, items: ItemsDep, caller: CallerDep) -> Response:
+    if not await items.delete(item_id):
         raise HTTPException(404, _NOT_FOUND)
-    await cache.invalidate(NAMESPACE)
     audit(caller, "item.delete", f"items/{item_id}")
     return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""What the routes do, below HTTP: units of work on the database with the cache around them."""

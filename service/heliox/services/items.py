@@ -1,0 +1,71 @@
+"""Items: reads served from the Redis cache when they can be, writes that invalidate it.
+
+Reads return the JSON bytes to send and whether they came from the cache: a hit is the cached
+bytes as they are (no model, no re-serialisation), a miss is read in one unit of work and
+cached under the generation the read saw (core/cache.py). Every write bumps the namespace's
+generation, so single items and list pages are invalidated together.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from heliox.core.cache import Cache
+from heliox.core.db import Database
+from heliox.repositories import items as repo
+from heliox.schemas.item import ItemCreate, ItemRead, ItemUpdate
+
+NAMESPACE = "items"
+
+
+class Body(NamedTuple):
+    """A read's answer: JSON bytes, and whether the cache had them."""
+
+    json: bytes
+    cached: bool
+
+
+class ItemService:
+    __slots__ = ("cache", "db")
+
+    def __init__(self, db: Database, cache: Cache) -> None:
+        self.db = db
+        self.cache = cache
+
+    async def read(self, item_id: int) -> Body | None:
+        """The item's JSON, or None when there is no such item."""
+        cached, key = await self.cache.get(NAMESPACE, f"item:{item_id}")
+        if cached is not None:
+            return Body(cached, cached=True)
+        item = await self.db.run(lambda s: repo.get(s, item_id), readonly=True)
+        if item is None:
+            return None
+        body = item.model_dump_json().encode()
+        await self.cache.set(key, body)
+        return Body(body, cached=False)
+
+    async def page(self, offset: int, limit: int) -> Body:
+        cached, key = await self.cache.get(NAMESPACE, f"page:{offset}:{limit}")
+        if cached is not None:
+            return Body(cached, cached=True)
+        page = await self.db.run(lambda s: repo.page(s, offset, limit), readonly=True)
+        body = page.model_dump_json().encode()
+        await self.cache.set(key, body)
+        return Body(body, cached=False)
+
+    async def create(self, data: ItemCreate) -> ItemRead:
+        item = await self.db.run(lambda s: repo.create(s, data))
+        await self.cache.invalidate(NAMESPACE)
+        return item
+
+    async def update(self, item_id: int, data: ItemUpdate) -> ItemRead | None:
+        item = await self.db.run(lambda s: repo.update(s, item_id, data))
+        if item is not None:
+            await self.cache.invalidate(NAMESPACE)
+        return item
+
+    async def delete(self, item_id: int) -> bool:
+        deleted = await self.db.run(lambda s: repo.delete(s, item_id))
+        if deleted:
+            await self.cache.invalidate(NAMESPACE)
+        return deleted
