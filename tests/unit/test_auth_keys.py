@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from heliox.api.auth import Require
 from heliox.app import create_app
+from heliox.core.auth import keys
 from heliox.core.config import Settings
 from heliox.models.base import utcnow
 from tests.helpers import API_KEY_HEADER, assert_error_body, client_for, create_key
@@ -98,6 +99,25 @@ def test_the_right_prefix_with_a_wrong_secret_is_refused(
     assert anonymous.get(ITEMS, headers=_as(key)).status_code == 200
     wrong = f"{prefix}_{secret[:-1]}{'B' if secret[-1] != 'B' else 'C'}"
     assert_error_body(anonymous.get(ITEMS, headers=_as(wrong)), 401, "unauthorized")
+
+
+def test_a_repeated_credential_is_not_hashed_again(
+    anonymous: TestClient, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker remembers the credential it proved for a cached key (core/auth/gate.py);
+    any other secret under the same prefix is still hashed and refused."""
+    key = create_key(sqlite_url, "reader")
+    hashed: list[str] = []
+    real_hash = keys.hash_secret
+    monkeypatch.setattr(keys, "hash_secret", lambda s: hashed.append(s) or real_hash(s))
+    for _ in range(5):
+        assert anonymous.get(ITEMS, headers=_as(key)).status_code == 200
+    assert len(hashed) == 1
+    prefix, secret = key.rsplit("_", 1)
+    wrong = f"{prefix}_{secret[::-1]}"
+    assert_error_body(anonymous.get(ITEMS, headers=_as(wrong)), 401, "unauthorized")
+    assert len(hashed) == 2
+    assert anonymous.get(ITEMS, headers=_as(key)).status_code == 200
 
 
 def test_a_key_works_as_a_bearer_value(anonymous: TestClient, sqlite_url: str) -> None:

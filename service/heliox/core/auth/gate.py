@@ -4,13 +4,17 @@ caller's rate limit applied. api/auth.py reads the headers and maps verdicts to 
 A key's check is answered from a per-worker cache (prefix -> hash, role, expiry, revoked) for
 AUTH_CACHE_SECONDS, so a revocation reaches every worker within that; a miss is one indexed read,
 shared by concurrent requests for the same prefix. Unknown prefixes are cached too (as absent),
-and an address over its failure budget is refused before any database read.
+and an address over its failure budget is refused before any database read. A cached key also
+keeps the credential last proven for it, so the same credential again is one constant-time
+comparison instead of a parse and a hash (the secret stays in this worker's memory no longer
+than the key's cache entry).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("heliox.auth")
 
 _LAST_USED_SECONDS = store.LAST_USED_RESOLUTION.total_seconds()
+# A key's cache entry is found by its public part: "hx_" and the prefix.
+_PREFIXED_LENGTH = len(keys.KEY_MARK) + keys.PREFIX_LENGTH
 
 
 class Outcome(Enum):
@@ -57,7 +63,7 @@ class Verdict:
 class _Key:
     """A cached key: what the check reads, plus when its use was last recorded."""
 
-    __slots__ = ("caller", "expires", "id", "last_used", "revoked", "secret_hash")
+    __slots__ = ("caller", "expires", "id", "last_used", "proven", "revoked", "secret_hash")
 
     def __init__(self, stored: store.StoredKey) -> None:
         self.id = stored.id
@@ -66,6 +72,7 @@ class _Key:
         self.expires = stored.expires_at.timestamp() if stored.expires_at else None
         self.last_used = stored.last_used_at.timestamp() if stored.last_used_at else None
         self.caller = Caller(identity=stored.prefix, role=stored.role, kind="key")
+        self.proven: bytes | None = None  # the credential last verified against secret_hash
 
 
 class Gate:
@@ -113,6 +120,28 @@ class Gate:
         self.keys.drop(prefix)
 
     async def _check_key(self, credential: str, address: str) -> Caller | Outcome:
+        entry = self._proven(credential)
+        if entry is None:
+            verified = await self._verify_key(credential, address)
+            if isinstance(verified, Outcome):
+                return verified
+            entry = verified
+        now = time.time()
+        if entry.expires is not None and entry.expires <= now:
+            return Outcome.expired
+        if entry.last_used is None or now - entry.last_used >= _LAST_USED_SECONDS:
+            entry.last_used = now
+            self._record_use(entry.id, now)
+        return entry.caller
+
+    def _proven(self, credential: str) -> _Key | None:
+        """The cached key this exact credential was already verified for, if any."""
+        found, entry = self.keys.peek(credential[:_PREFIXED_LENGTH])
+        if not found or entry is None or entry.proven is None or entry.revoked:
+            return None
+        return entry if hmac.compare_digest(credential.encode(), entry.proven) else None
+
+    async def _verify_key(self, credential: str, address: str) -> _Key | Outcome:
         parsed = keys.parse(credential)
         if parsed is None:
             return Outcome.invalid
@@ -128,13 +157,8 @@ class Gate:
             or not keys.secret_matches(parsed.secret, entry.secret_hash)
         ):
             return Outcome.invalid
-        now = time.time()
-        if entry.expires is not None and entry.expires <= now:
-            return Outcome.expired
-        if entry.last_used is None or now - entry.last_used >= _LAST_USED_SECONDS:
-            entry.last_used = now
-            self._record_use(entry.id, now)
-        return entry.caller
+        entry.proven = credential.encode()
+        return entry
 
     async def _load(self, prefix: str) -> _Key | None:
         stored = await self.db.run(lambda s: store.find(s, prefix), readonly=True)
