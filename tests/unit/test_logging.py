@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import UTC, datetime
 
 import pytest
 
 from heliox.core.logging import (
     JSONFormatter,
     KVFormatter,
+    _timestamp,
     configure_logging,
     redact,
     request_id_var,
@@ -142,3 +144,15 @@ def test_kv_numbers_and_values_after_the_record_attributes() -> None:
     """Extras are found after the record's own attributes, numbers are written bare."""
     line = KVFormatter().format(_record("x", status=404, ratio=0.5, note="a b"))
     assert line.endswith(' status=404 ratio=0.5 note="a b"'), line
+
+
+@pytest.mark.parametrize(
+    "created", [0.0, 0.0004, 0.9999996, 1.9999999, 1_699_999_999.9999995, 1_764_700_000.123456]
+)
+def test_timestamps_are_isoformat_in_utc_with_milliseconds(created: float) -> None:
+    """The per-second cache gives what datetime gives, at the edges of a second too."""
+    record = _record("x")
+    for then in (created, created + 0.25, created):  # a new second, and back to a cached one
+        record.created = then
+        expected = datetime.fromtimestamp(then, tz=UTC).isoformat(timespec="milliseconds")
+        assert _timestamp(record) == expected

@@ -63,8 +63,23 @@ def _kv_value(value: Any) -> str:
     return f'"{escaped}"'
 
 
+# The formatted second of the last line: every line within a second shares it.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
+    """ISO 8601 in UTC with milliseconds, as datetime.isoformat gives it, in a third the time."""
+    global _last_second  # noqa: PLW0603 (a one-entry cache; a race only recomputes it)
+    created = record.created
+    second = int(created)
+    micros = round((created - second) * 1_000_000)  # rounded as datetime rounds it
+    if micros == 1_000_000:
+        second, micros = second + 1, 0
+    cached_second, text = _last_second
+    if second != cached_second:
+        text = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (second, text)
+    return f"{text}.{micros // 1000:03d}+00:00"
 
 
 # A record's own attributes come first in its __dict__ (LogRecord.__init__), the extras after
