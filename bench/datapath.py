@@ -2,8 +2,10 @@
 the stack"), measured side by side in one run.
 
 One gunicorn master with one uvicorn worker, both pinned to core 0, wrk pinned to core 1
-(`-t1 -c32`), PostgreSQL and Redis on loopback, `ENV=production`, the rate limit off, and
-alternating rounds (A B, B A, ...) with medians of the ratios:
+(`-t1 -c32`), PostgreSQL and Redis on loopback and pinned to core 1 as well (so core 0 runs the
+worker alone: what is measured is the service's own cost, not the stores' work landing on its
+core, which /health never pays), `ENV=production`, the rate limit off, and alternating rounds
+(A B, B A, ...) with medians of the ratios:
 
 | measurement | ours | against |
 | --- | --- | --- |
@@ -31,7 +33,7 @@ from typing import Any
 import psycopg
 
 from bench.harness import gunicorn, progress, run_wrk, service_env
-from tests.servers import GunicornServer, PostgresServer
+from tests.servers import GunicornServer, PostgresServer, RedisServer, children_of
 
 SERVER_CPU, WRK_CPU = 0, 1
 CONNECTIONS = 32
@@ -91,6 +93,28 @@ def pin(server: GunicornServer, cpu: int) -> None:
         os.sched_setaffinity(pid, {cpu})
 
 
+@contextlib.contextmanager
+def stores_pinned(postgres: PostgresServer, redis: RedisServer, cpu: int) -> Iterator[None]:
+    """PostgreSQL (the postmaster, so every backend it forks from now on, and the processes
+    already running) and Redis on ``cpu``; back on every core afterwards."""
+    postmaster = postgres.postmaster_pid
+    assert postmaster is not None
+    assert redis.process is not None
+    redis_pid = redis.process.pid
+
+    def pin_all(cpus: set[int]) -> None:
+        for pid in [postmaster, *children_of(postmaster), redis_pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(pid, cpus)
+
+    every_core = os.sched_getaffinity(postmaster)
+    pin_all({cpu})
+    try:
+        yield
+    finally:
+        pin_all(every_core)
+
+
 class SessionCounter:
     """Sessions ever opened to the bench database, read on one connection of its own (a new
     connection per reading would count itself). Backends report within about a second."""
@@ -121,14 +145,15 @@ def one_pinned_worker(
 
 
 def measure_pairs(
-    postgres: PostgresServer, database_url: str, redis_url: str, seconds: float, rounds: int
+    postgres: PostgresServer, database_url: str, redis: RedisServer, seconds: float, rounds: int
 ) -> list[Pair]:
     plain = service_env(database_url, None)
-    cached = service_env(database_url, redis_url)
+    cached = service_env(database_url, redis.url)
     bare_env = {**plain, "DATABASE_URL": database_url}
     pairs = {key: Pair(key, label, target) for key, (label, target) in TARGETS.items()}
     sessions_opened = SessionCounter(postgres)
     with (
+        stores_pinned(postgres, redis, WRK_CPU),
         contextlib.closing(sessions_opened),
         one_pinned_worker(plain) as service,
         one_pinned_worker(cached) as with_cache,

@@ -328,7 +328,7 @@ def benchmark(args: argparse.Namespace) -> Run:
 
         data_seconds = 2.0 if quick else args.datapath_seconds
         data_rounds = 2 if quick else args.datapath_rounds
-        pairs = datapath.measure_pairs(postgres, database_url, redis.url, data_seconds, data_rounds)
+        pairs = datapath.measure_pairs(postgres, database_url, redis, data_seconds, data_rounds)
         run.datapath = [p.as_dict() for p in pairs]
         run.settings["datapath"] = {"seconds": data_seconds, "rounds": data_rounds}
 
