@@ -8,6 +8,7 @@ whole unit of work (a frozen server that still holds our sockets open).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -197,6 +198,10 @@ class Database:
     async def _take_slot(self) -> None:
         """A slot for one unit of work, waited for at most ``pool_timeout`` (then 503, as
         an exhausted pool would answer)."""
+        # A free slot is taken without a cancel scope: on every read that is not waiting.
+        with contextlib.suppress(anyio.WouldBlock):
+            self._slots.acquire_nowait()
+            return
         try:
             with anyio.fail_after(self._slot_timeout):
                 await self._slots.acquire()
