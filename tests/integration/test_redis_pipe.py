@@ -5,6 +5,7 @@ call and recover on a fresh connection, and the breaker of RedisClient on top of
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -68,8 +69,11 @@ def test_concurrent_callers_each_get_their_own_reply(redis_url: str) -> None:
             args = (["heliox:items:gen"], ["heliox:items:g", ":item:1"])
             piped = await client.eval_script(read_script, *args)
             assert piped == await read_script(keys=args[0], args=args[1])
-            assert isinstance(piped, list) and isinstance(piped[0], bytes) and piped[1] is None
-            assert client.pipe is not None and client.pipe._conn is not None  # it was used
+            assert isinstance(piped, list)
+            assert isinstance(piped[0], bytes)
+            assert piped[1] is None
+            assert client.pipe is not None
+            assert client.pipe._conn is not None
         finally:
             await client.close()
 
@@ -269,7 +273,8 @@ def test_a_pipelined_call_is_a_redis_client_span_when_tracing(redis_url: str) ->
         try:
             with provider.get_tracer("test").start_as_current_span("request"):
                 await client.eval_script(script, keys=["a", "b"], args=[])
-            assert client.pipe is not None and client.pipe._conn is not None  # not redis-py
+            assert client.pipe is not None
+            assert client.pipe._conn is not None
         finally:
             await client.close()
 
@@ -283,3 +288,31 @@ def test_a_pipelined_call_is_a_redis_client_span_when_tracing(redis_url: str) ->
     assert attributes["db.system"] == "redis"
     assert attributes["db.statement"] == "EVALSHA ? ? ? ?"  # no script, keys or values
     assert "redis.call" not in str(attributes)
+
+
+def test_the_endpoint_is_redis_pys_reading_of_the_url() -> None:
+    tcp = endpoint_of("redis://us%40r:p%40ss@cache.internal:6380/2?client_name=heliox")
+    assert tcp is not None
+    assert (tcp.host, tcp.port, tcp.db, tcp.tls, tcp.path) == (
+        "cache.internal",
+        6380,
+        2,
+        None,
+        None,
+    )
+    assert (tcp.username, tcp.password, tcp.client_name) == ("us@r", "p@ss", "heliox")
+    tls = endpoint_of("rediss://cache.internal:6380/0?ssl_cert_reqs=none")
+    assert tls is not None
+    assert tls.tls is not None
+    assert tls.tls.verify_mode == ssl.CERT_NONE  # the context redis-py builds from the URL
+    strict = endpoint_of("rediss://cache.internal/0")
+    assert strict is not None
+    assert strict.tls is not None
+    assert strict.tls.verify_mode == ssl.CERT_REQUIRED
+    assert strict.tls.check_hostname
+    unix = endpoint_of("unix:///run/redis.sock?db=4")
+    assert unix is not None
+    assert (unix.path, unix.db) == ("/run/redis.sock", 4)
+    # Where the pipe would not return what redis-py returns, the redis-py path stays.
+    assert endpoint_of("redis://localhost/0?protocol=3") is None
+    assert endpoint_of("redis://localhost/0?decode_responses=True") is None
