@@ -110,8 +110,9 @@ class Cache:
                 return None, None
         gen_key, prefix, suffix = generation_key(namespace), f"heliox:{namespace}:g", f":{key}"
         try:
-            generation, value = await self.client.run(
-                lambda _r: self._read_script(keys=[gen_key], args=[prefix, suffix])
+            # The hot path: on the client's pipelined connection (heliox.core.redis_pipe).
+            generation, value = await self.client.eval_script(
+                self._read_script, keys=[gen_key], args=[prefix, suffix]
             )
         except RedisUnavailable:
             metrics.CACHE_BYPASS.add()

@@ -2,21 +2,22 @@
 
 The spans: one SERVER span per request (``otel_request.py``, the middleware's step), a CLIENT
 span per database statement (``otel_db.py``, our engine's events) and per Redis command (the
-OpenTelemetry redis instrumentation, on our client only). Only requests start traces: a
-database or Redis call outside one (the cache's retry loop, the readiness check of an excluded
-path) has no parent and is dropped (:class:`RequestsOnly`), or every background call would be a
-trace of its own. The provider is ours, not the global one: a global provider would also switch
-on FastAPI's built-in telemetry (a second request span), and tests run several apps in one
-process.
+OpenTelemetry redis instrumentation, on our client only; the cache's pipelined read script,
+which bypasses redis-py, gets its span from the instrumentation's own code: _pipe_tracer).
+Only requests start traces: a database or Redis call outside one (the cache's retry loop, the
+readiness check of an excluded path) has no parent and is dropped (:class:`RequestsOnly`), or
+every background call would be a trace of its own. The provider is ours, not the global one: a
+global provider would also switch on FastAPI's built-in telemetry (a second request span), and
+tests run several apps in one process.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.to_thread
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from heliox.core.config import Settings
-    from heliox.core.redis import RedisClient
+    from heliox.core.redis import PipeTracer, RedisClient
 
 logger = logging.getLogger("heliox.tracing")
 
@@ -135,6 +136,7 @@ class Tracing:
         """Undo the instrumentation and send the last spans, bounded."""
         self.statements.remove()
         if self.redis is not None:
+            self.redis.pipe_tracer = None
             RedisInstrumentor.uninstrument_client(self.redis.redis)
         with anyio.move_on_after(SHUTDOWN_SECONDS):
             await anyio.to_thread.run_sync(self.provider.shutdown, abandon_on_cancel=True)
@@ -147,6 +149,34 @@ def _endpoint() -> str:
     return "the exporter's default"
 
 
+def _pipe_tracer(provider: TracerProvider, client: RedisClient) -> PipeTracer | None:
+    """Spans for the pipelined commands (core/redis_pipe.py) made by the Redis
+    instrumentation's own wrapper, as if redis-py ran them: same tracer, name, attributes
+    (``EVALSHA ? ? ...``: no script, no values), semantic-convention mode and suppression.
+    None if this version of the instrumentation has no such wrapper."""
+    try:
+        from opentelemetry.instrumentation.redis import (  # noqa: PLC0415
+            _async_traced_execute_factory,
+        )
+    except ImportError:
+        return None
+    # The instrumentation's own tracer (name, version, schema URL); untyped upstream.
+    tracer = RedisInstrumentor._get_tracer(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    wrapper = _async_traced_execute_factory(tracer)
+
+    def traced(call: Callable[..., Awaitable[Any]], command: tuple[Any, ...]) -> Awaitable[Any]:
+        return cast("Awaitable[Any]", wrapper(call, client.redis, command, {}))
+
+    return traced
+
+
+def _instrument_redis(provider: TracerProvider, client: RedisClient) -> None:
+    RedisInstrumentor.instrument_client(client.redis, tracer_provider=provider)
+    client.pipe_tracer = _pipe_tracer(provider, client)
+    if client.pipe_tracer is None:
+        client.pipe = None  # no span like the others: the (traced) redis-py path instead
+
+
 def start(settings: Settings, engine: Engine, redis: RedisClient | None) -> Tracing:
     provider = TracerProvider(
         resource=_resource(settings), sampler=RequestsOnly(configured_sampler())
@@ -156,7 +186,7 @@ def start(settings: Settings, engine: Engine, redis: RedisClient | None) -> Trac
         provider.add_span_processor(BatchSpanProcessor(exporter))
     statements = StatementSpans(provider.get_tracer("heliox.db", __version__), engine)
     if redis is not None:
-        RedisInstrumentor.instrument_client(redis.redis, tracer_provider=provider)
+        _instrument_redis(provider, redis)
     requests = RequestTracer(provider, settings.tracing_excluded_paths)
     logger.info(
         "tracing on",
