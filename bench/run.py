@@ -374,7 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--datapath-seconds", type=float, default=8.0, help="seconds per data-path measurement"
     )
-    parser.add_argument("--datapath-rounds", type=int, default=3, help="data-path rounds")
+    parser.add_argument(
+        "--datapath-rounds",
+        type=int,
+        default=5,
+        help="data-path rounds (medians: 5 ride out a noisy one)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     args = parser.parse_args(argv)
 
