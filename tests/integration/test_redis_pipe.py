@@ -16,11 +16,16 @@ from redis import exceptions
 
 from heliox.core.cache import _READ
 from heliox.core.redis import RedisClient, RedisUnavailable
-from heliox.core.redis_pipe import RedisPipe, endpoint_of
+from heliox.core.redis_pipe import Endpoint, RedisPipe, endpoint_of
 from tests.helpers import make_settings
 from tests.servers import RedisServer
 
 GET_TWO = "return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])}"
+
+
+def _endpoint(url: str) -> Endpoint | None:
+    """What the client reads of ``url``: redis-py's pool for it (RedisClient passes its own)."""
+    return endpoint_of(redis.asyncio.ConnectionPool.from_url(url))
 
 
 def _run(scenario: Callable[[], Awaitable[Any]]) -> Any:
@@ -32,7 +37,7 @@ def _client(url: str, **settings: Any) -> RedisClient:
 
 
 def _pipe(url: str, timeout: float = 2.0) -> RedisPipe:
-    endpoint = endpoint_of(url)
+    endpoint = _endpoint(url)
     assert endpoint is not None
     return RedisPipe(endpoint, socket_timeout=timeout, connect_timeout=2.0)
 
@@ -291,7 +296,7 @@ def test_a_pipelined_call_is_a_redis_client_span_when_tracing(redis_url: str) ->
 
 
 def test_the_endpoint_is_redis_pys_reading_of_the_url() -> None:
-    tcp = endpoint_of("redis://us%40r:p%40ss@cache.internal:6380/2?client_name=heliox")
+    tcp = _endpoint("redis://us%40r:p%40ss@cache.internal:6380/2?client_name=heliox")
     assert tcp is not None
     assert (tcp.host, tcp.port, tcp.db, tcp.tls, tcp.path) == (
         "cache.internal",
@@ -301,18 +306,18 @@ def test_the_endpoint_is_redis_pys_reading_of_the_url() -> None:
         None,
     )
     assert (tcp.username, tcp.password, tcp.client_name) == ("us@r", "p@ss", "heliox")
-    tls = endpoint_of("rediss://cache.internal:6380/0?ssl_cert_reqs=none")
+    tls = _endpoint("rediss://cache.internal:6380/0?ssl_cert_reqs=none")
     assert tls is not None
     assert tls.tls is not None
     assert tls.tls.verify_mode == ssl.CERT_NONE  # the context redis-py builds from the URL
-    strict = endpoint_of("rediss://cache.internal/0")
+    strict = _endpoint("rediss://cache.internal/0")
     assert strict is not None
     assert strict.tls is not None
     assert strict.tls.verify_mode == ssl.CERT_REQUIRED
     assert strict.tls.check_hostname
-    unix = endpoint_of("unix:///run/redis.sock?db=4")
+    unix = _endpoint("unix:///run/redis.sock?db=4")
     assert unix is not None
     assert (unix.path, unix.db) == ("/run/redis.sock", 4)
     # Where the pipe would not return what redis-py returns, the redis-py path stays.
-    assert endpoint_of("redis://localhost/0?protocol=3") is None
-    assert endpoint_of("redis://localhost/0?decode_responses=True") is None
+    assert _endpoint("redis://localhost/0?protocol=3") is None
+    assert _endpoint("redis://localhost/0?decode_responses=True") is None

@@ -52,7 +52,7 @@ class RedisClient:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=30,
         )
-        endpoint = endpoint_of(url)
+        endpoint = endpoint_of(self.redis.connection_pool)
         self.pipe = (
             None
             if endpoint is None

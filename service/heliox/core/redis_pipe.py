@@ -70,10 +70,10 @@ class Endpoint:
         return self.path or f"{self.host}:{self.port}"
 
 
-def endpoint_of(url: str) -> Endpoint | None:
-    """The endpoint of ``url``, or None where the pipe would not behave like redis-py (RESP3,
-    decoded replies, a credential provider): those keep the redis-py path."""
-    pool = ConnectionPool.from_url(url)
+def endpoint_of(pool: ConnectionPool) -> Endpoint | None:
+    """Where ``pool`` (redis-py's reading of a URL) connects, or None where the pipe would not
+    behave like redis-py (RESP3, decoded replies, a credential provider): those keep the
+    redis-py path."""
     kw = pool.connection_kwargs
     if str(kw.get("protocol") or 2) != "2" or kw.get("decode_responses"):
         return None
