@@ -8,7 +8,11 @@ generation, so single items and list pages are invalidated together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from heliox.core.cache import Cache
 from heliox.core.db import Database
@@ -34,23 +38,28 @@ class ItemService:
 
     async def read(self, item_id: int) -> Body | None:
         """The item's JSON, or None when there is no such item."""
-        cached, key = await self.cache.get(NAMESPACE, f"item:{item_id}")
-        if cached is not None:
-            return Body(cached, cached=True)
-        item = await self.db.run(lambda s: repo.get(s, item_id), readonly=True)
-        if item is None:
-            return None
-        body = item.model_dump_json().encode()
-        await self.cache.set(key, body)
-        return Body(body, cached=False)
+        return await self._through_cache(f"item:{item_id}", lambda s: repo.get(s, item_id))
 
     async def page(self, offset: int, limit: int) -> Body:
-        cached, key = await self.cache.get(NAMESPACE, f"page:{offset}:{limit}")
+        body = await self._through_cache(
+            f"page:{offset}:{limit}", lambda s: repo.page(s, offset, limit)
+        )
+        assert body is not None  # a page always exists, empty or not
+        return body
+
+    async def _through_cache(
+        self, key: str, load: Callable[[Session], BaseModel | None]
+    ) -> Body | None:
+        """The cached bytes of ``key``, else ``load``'s model read in one unit of work and cached
+        under the generation the cache read saw; None when ``load`` finds nothing."""
+        cached, full_key = await self.cache.get(NAMESPACE, key)
         if cached is not None:
             return Body(cached, cached=True)
-        page = await self.db.run(lambda s: repo.page(s, offset, limit), readonly=True)
-        body = page.model_dump_json().encode()
-        await self.cache.set(key, body)
+        found = await self.db.run(load, readonly=True)
+        if found is None:
+            return None
+        body = found.model_dump_json().encode()
+        await self.cache.set(full_key, body)
         return Body(body, cached=False)
 
     async def create(self, data: ItemCreate) -> ItemRead:
