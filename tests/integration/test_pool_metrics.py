@@ -22,13 +22,14 @@ import psycopg
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from heliox.core.config import Settings
 from heliox.core.metrics import FLUSH_INTERVAL_SECONDS
 from tests.servers import TEST_API_KEY, GunicornServer, worker_of
 
 # Each worker writes its pool figures once a flush interval; the grace is for a loaded machine
 # (a worker not scheduled in time). Before the fix they were written only at a scrape: never.
 PUBLISHED_WITHIN = FLUSH_INTERVAL_SECONDS + 4
-POOL_SIZE = 5  # DB_POOL_SIZE's default
+POOL_SIZE = Settings.model_fields["db_pool_size"].default  # DB_POOL_SIZE unset here
 
 
 def _http(method: str, path: str, body: bytes = b"") -> bytes:
