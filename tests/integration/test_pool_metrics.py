@@ -60,7 +60,7 @@ def _scrape(server: GunicornServer) -> tuple[int, dict[str, float]]:
         connection.sendall(_http("GET", "/metrics"))
         status, body = _read_response(connection)
         worker = worker_of(server, connection)  # still open: keep-alive
-    assert status == 200
+    assert status == 200, f"/metrics answered {status}: {body[:300]!r}\n{server.log()[-4000:]}"
     gauges = {
         name: float(value)
         for name, value in re.findall(r"^heliox_db_pool_(\w+) (\S+)$", body.decode(), re.M)

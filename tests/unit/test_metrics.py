@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from heliox.core import metrics
 from heliox.core.db import Database, create_db_engine
@@ -77,3 +79,18 @@ def test_pool_figures_include_the_limit_saturation_is_measured_against(tmp_path:
     assert figures["limit"] == 7
     metrics.set_pool_figures(figures)
     assert REGISTRY.get_sample_value("heliox_db_pool_limit") == 7
+
+
+def test_a_scrape_skips_a_file_another_process_has_created_but_not_sized(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's file as prometheus_client writes it, and one just created (0 bytes): before
+    # the fix the library's reader failed on the empty one and /metrics answered 500.
+    written = MmapedDict(str(tmp_path / "counter_101.db"))
+    key = mmap_key("heliox_unit", "heliox_unit_total", ["route"], ["/x"], "help")
+    written.write_value(key, 3.0, 0)
+    written.close()
+    (tmp_path / "gauge_livesum_102.db").touch()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    text = metrics.render().decode()
+    assert 'heliox_unit_total{route="/x"} 3.0' in text

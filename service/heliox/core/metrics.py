@@ -12,9 +12,11 @@ for the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import glob
 import os
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -26,6 +28,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "<unmatched>"
@@ -209,8 +213,26 @@ def render() -> bytes:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
         return generate_latest(REGISTRY)
-    from prometheus_client import multiprocess  # noqa: PLC0415 - only in multiprocess mode
-
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    registry.register(SizedFilesCollector(None, path=directory))
     return generate_latest(registry)
+
+
+class SizedFilesCollector(MultiProcessCollector):
+    """prometheus_client's collector of every process's files, minus the empty ones.
+
+    A process creates its file, then sizes it (prometheus_client's MmapedDict): a scrape that
+    lists the file in between finds 0 bytes, and the library's reader fails on it (the whole
+    scrape answered 500). An empty file holds no samples yet, so it is left out."""
+
+    def __init__(self, registry: CollectorRegistry | None, path: str) -> None:
+        super().__init__(registry, path=path)  # type: ignore[no-untyped-call]
+        self.directory = path
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self.directory, "*.db")):
+            with contextlib.suppress(FileNotFoundError):  # a dead worker's, removed meanwhile
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+        return self.merge(files, accumulate=True)  # type: ignore[no-any-return, no-untyped-call]
