@@ -321,3 +321,34 @@ def test_the_endpoint_is_redis_pys_reading_of_the_url() -> None:
     # Where the pipe would not return what redis-py returns, the redis-py path stays.
     assert _endpoint("redis://localhost/0?protocol=3") is None
     assert _endpoint("redis://localhost/0?decode_responses=True") is None
+
+
+def test_the_commands_of_one_loop_turn_leave_in_one_write(redis_url: str) -> None:
+    """Under load the requests a turn of the event loop starts all read the cache: their
+    commands go out together (one system call), and each still gets its own reply."""
+
+    async def scenario() -> None:
+        pipe = _pipe(redis_url)
+        try:
+            assert await pipe.execute("SET", "turn", "x")  # connected
+            conn = pipe._conn
+            assert conn is not None
+            assert conn.transport is not None
+            writes: list[bytes] = []
+            write = conn.transport.write
+
+            def counting(data: bytes | bytearray | memoryview) -> None:
+                writes.append(bytes(data))
+                write(data)
+
+            conn.transport.write = counting  # type: ignore[method-assign]
+            replies = await asyncio.gather(*(pipe.execute("ECHO", str(i)) for i in range(50)))
+            assert replies == [str(i).encode() for i in range(50)]
+            assert len(writes) == 1, len(writes)
+            # A lone command is not held back: it leaves at the end of its own turn.
+            assert await pipe.execute("GET", "turn") == b"x"
+            assert len(writes) == 2
+        finally:
+            await pipe.close()
+
+    _run(scenario)

@@ -5,6 +5,8 @@ wrapper, ``asyncio.wait_for``, the stream writer's drain, the parser's coroutine
 caller writes its command on one shared connection without waiting and awaits its own future;
 Redis answers a connection's commands in order, so replies are matched to a deque of futures,
 and ``hiredis.Reader`` parses them in C: ~10 us a call from 32 concurrent tasks on one core.
+The commands of one turn of the event loop leave in one write at its end (under load, the
+requests that turn started all read the cache): one system call instead of one each.
 
 Failure rules keep the replies aligned: a timeout, a lost connection or a protocol error closes
 the connection and fails *every* pending call (their replies could no longer be matched); the
@@ -108,6 +110,8 @@ class _Connection(asyncio.Protocol):
         )
         self.waiters: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
+        # Commands written this turn of the event loop, sent together at its end (_flush).
+        self.outbox: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.last_used = self.loop.time()
@@ -125,11 +129,21 @@ class _Connection(asyncio.Protocol):
             future.set_exception(ConnectionError(f"Connection to {self.where} closed"))
             return future
         now = self.last_used = self.loop.time()
-        self.transport.write(packed)
+        if not self.outbox:
+            self.loop.call_soon(self._flush)
+        self.outbox.append(packed)
         self.waiters.append((future, now + self.timeout))
         if self.timer is None:
             self.timer = self.loop.call_at(now + self.timeout, self._check_deadline)
         return future
+
+    def _flush(self) -> None:
+        """One write (one system call, one segment over loopback) for every command this turn
+        of the loop: under load, the requests a turn starts all read the cache at once."""
+        outbox, self.outbox = self.outbox, []
+        if self.closed or self.transport is None or not outbox:
+            return
+        self.transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -171,6 +185,7 @@ class _Connection(asyncio.Protocol):
     def fail(self, kind: type[RedisError], message: str) -> None:
         """Close the socket and fail every pending call: their replies can't be matched."""
         self.closed = True
+        self.outbox.clear()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
