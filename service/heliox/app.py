@@ -10,6 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from heliox import __version__
 from heliox.api import health, items, keys
+from heliox.api.flat import FlatRoute
 from heliox.api.openapi import install_openapi, operation_id
 from heliox.core.config import Settings, get_settings
 from heliox.core.cors import cors_options
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.router.route_class = FlatRoute  # every route added below (api/flat.py)
     app.state.resources = resources
     install_exception_handlers(app)
     # Probes, /metrics and the items are the app's own routes, probes matched first: FastAPI
