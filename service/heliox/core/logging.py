@@ -67,10 +67,9 @@ def _kv_value(value: Any) -> str:
 _last_second: tuple[int, str] = (-1, "")
 
 
-def _timestamp(record: logging.LogRecord) -> str:
+def _timestamp(created: float) -> str:
     """ISO 8601 in UTC with milliseconds, as datetime.isoformat gives it, in a third the time."""
     global _last_second  # noqa: PLW0603 (a one-entry cache; a race only recomputes it)
-    created = record.created
     second = int(created)
     micros = round((created - second) * 1_000_000)  # rounded as datetime rounds it
     if micros == 1_000_000:
@@ -97,51 +96,100 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in rest if k not in _STANDARD_ATTRS}
 
 
-class KVFormatter(logging.Formatter):
-    """``key=value`` lines; values with spaces, quotes or ``=`` are double-quoted and escaped."""
+class LineFormatter(logging.Formatter):
+    """A line from its fields: :meth:`line` is the one place a format is defined, used for
+    every record and, without a record, for the access line (core/access_log.py)."""
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        *,
+        request_id: str,
+        extras: dict[str, Any],
+        exc_text: str | None = None,
+    ) -> str:
+        raise NotImplementedError
 
     def format(self, record: logging.LogRecord) -> str:
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            request_id=_request_id(record),
+            extras=_extras(record),
+            exc_text=self.formatException(record.exc_info) if record.exc_info else None,
+        )
+
+
+class KVFormatter(LineFormatter):
+    """``key=value`` lines; values with spaces, quotes or ``=`` are double-quoted and escaped."""
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        *,
+        request_id: str,
+        extras: dict[str, Any],
+        exc_text: str | None = None,
+    ) -> str:
         parts = [
-            f"timestamp={_timestamp(record)}",
-            f"level={record.levelname}",
-            f"logger={record.name}",
-            f"message={_kv_value(record.getMessage())}",
-            f"request_id={_kv_value(_request_id(record))}",
+            f"timestamp={_timestamp(created)}",
+            f"level={level}",
+            f"logger={logger}",
+            f"message={_kv_value(message)}",
+            f"request_id={_kv_value(request_id)}",
         ]
         trace_id = trace_id_var.get()
         if trace_id is not None:
             parts.append(f"trace_id={trace_id}")
-        parts.extend(f"{key}={_kv_value(value)}" for key, value in _extras(record).items())
-        if record.exc_info:
-            parts.append(f"exc_info={_kv_value(self.formatException(record.exc_info))}")
+        parts.extend(f"{key}={_kv_value(value)}" for key, value in extras.items())
+        if exc_text is not None:
+            parts.append(f"exc_info={_kv_value(exc_text)}")
         return redact(" ".join(parts))
 
 
-class JSONFormatter(logging.Formatter):
+class JSONFormatter(LineFormatter):
     """One JSON object per line with the same keys as the kv format."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        *,
+        request_id: str,
+        extras: dict[str, Any],
+        exc_text: str | None = None,
+    ) -> str:
         payload: dict[str, Any] = {
-            "timestamp": _timestamp(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": _request_id(record),
+            "timestamp": _timestamp(created),
+            "level": level,
+            "logger": logger,
+            "message": message,
+            "request_id": request_id,
         }
         trace_id = trace_id_var.get()
         if trace_id is not None:
             payload["trace_id"] = trace_id
-        payload.update(_extras(record))
-        if record.exc_info:
-            payload["exc_info"] = self.formatException(record.exc_info)
+        payload.update(extras)
+        if exc_text is not None:
+            payload["exc_info"] = exc_text
         return redact(json.dumps(payload, default=str, ensure_ascii=False))
 
 
-def make_formatter(log_format: str) -> logging.Formatter:
+def make_formatter(log_format: str) -> LineFormatter:
     return JSONFormatter() if log_format == "json" else KVFormatter()
 
 
-def formatter_from_env() -> logging.Formatter:
+def formatter_from_env() -> LineFormatter:
     """Factory for ``logging.config.dictConfig`` (``"()"`` key): honours LOG_FORMAT."""
     return make_formatter(os.environ.get("LOG_FORMAT", "kv").strip().lower())
 
@@ -152,6 +200,40 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stderr
         super().emit(record)
+
+    def write_line(self, text: str) -> None:
+        """Write a line formatted without a record, as ``emit`` writes one (core/access_log.py)."""
+        self.acquire()
+        try:
+            stream = self.stream = sys.stderr
+            stream.write(text + self.terminator)
+            stream.flush()
+        except Exception:  # as emit: a logging failure never fails the request
+            self.handleError(logging.makeLogRecord({"msg": text}))
+        finally:
+            self.release()
+
+
+def sole_handler(logger: logging.Logger, level: int) -> tuple[_StderrHandler, LineFormatter] | None:
+    """The handler of :func:`configure_logging` and its formatter when a record of ``logger`` at
+    ``level`` would reach it and nothing else (no handler or filter on the way, the root's only
+    handler ours and unfiltered), else None. Then the formatter's ``line()`` gives the line the
+    record would have given."""
+    if logger.handlers or logger.filters or not logger.propagate:
+        return None
+    parent = logger.parent
+    while parent is not None and parent.parent is not None:  # up to the root
+        if parent.handlers or not parent.propagate:
+            return None  # (a parent's filters do not apply to records propagated to it)
+        parent = parent.parent
+    handlers = logging.root.handlers
+    if len(handlers) != 1:
+        return None
+    handler = handlers[0]
+    if type(handler) is not _StderrHandler or handler.filters or handler.level > level:
+        return None
+    formatter = handler.formatter
+    return (handler, formatter) if isinstance(formatter, LineFormatter) else None
 
 
 # Third-party loggers that must write through our handler instead of their own.

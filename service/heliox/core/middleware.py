@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heliox.core import metrics
+from heliox.core.access_log import access_line
 from heliox.core.cors import ErrorCors
 from heliox.core.disconnect import CLIENT_CLOSED_REQUEST, client_disconnected
 from heliox.core.errors import PayloadTooLarge, error_bytes
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from heliox.core.resources import Resources
 
 logger = logging.getLogger("heliox.errors")
-access_logger = logging.getLogger("heliox.access")
 
 _DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json")
 
@@ -196,32 +196,6 @@ class HelioxMiddleware:
             return message
 
         return limited_receive
-
-
-def access_line(method: str, path: str, status: int, elapsed: float, client: str) -> None:
-    """The request's log line. Built with makeRecord + handle instead of ``info()``, which
-    would walk the stack for a source location (findCaller) that is always this function and
-    that no format prints; levels, filters and handlers apply as for any record."""
-    if not access_logger.isEnabledFor(logging.INFO):
-        return
-    extra = {
-        "method": method,
-        "path": path,
-        "status": status,
-        "duration_ms": round(elapsed * 1000, 3),
-        "client": client,
-    }
-    record = access_logger.makeRecord(
-        access_logger.name,
-        logging.INFO,
-        __file__,
-        0,
-        "%s %s %s",
-        (method, path, status),
-        None,
-        extra=extra,
-    )
-    access_logger.handle(record)
 
 
 async def _send_error(
