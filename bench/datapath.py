@@ -26,7 +26,7 @@ import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,12 +145,22 @@ def one_pinned_worker(
 
 
 def measure_pairs(
-    postgres: PostgresServer, database_url: str, redis: RedisServer, seconds: float, rounds: int
+    postgres: PostgresServer,
+    database_url: str,
+    redis: RedisServer,
+    seconds: float,
+    rounds: int,
+    only: Collection[str] | None = None,
 ) -> list[Pair]:
+    """Every comparison of TARGETS, or those named in ``only`` (to try one change quickly)."""
     plain = service_env(database_url, None)
     cached = service_env(database_url, redis.url)
     bare_env = {**plain, "DATABASE_URL": database_url}
-    pairs = {key: Pair(key, label, target) for key, (label, target) in TARGETS.items()}
+    pairs = {
+        key: Pair(key, label, target)
+        for key, (label, target) in TARGETS.items()
+        if only is None or key in only
+    }
     sessions_opened = SessionCounter(postgres)
     with (
         stores_pinned(postgres, redis, WRK_CPU),
@@ -184,8 +194,8 @@ def measure_pairs(
                 run_wrk(
                     server.url + "/", connections=CONNECTIONS, seconds=2, mode=mode, cpu=WRK_CPU
                 )
-        for key, (ours, theirs) in plans.items():
-            pair = pairs[key]
+        for key, pair in pairs.items():
+            ours, theirs = plans[key]
             for index in range(rounds):
                 first, second = (ours, theirs) if index % 2 == 0 else (theirs, ours)
                 a, b = first(), second()
