@@ -9,8 +9,9 @@ that does the same steps in the same order, as straight-line code:
 
 1. each dependency, in declaration order (the route's ``dependencies`` first), awaited with the
    request; what it raises goes to the app's exception handlers as before;
-2. the path and query parameters, validated by FastAPI's own function
-   (``request_params_to_args``), so values, coercions and error entries are FastAPI's;
+2. the path and query parameters: a present scalar is validated by its own field (what FastAPI
+   calls for it); anything else (a missing or invalid value, a list, a model) by FastAPI's own
+   function (``request_params_to_args``), so values, defaults and error entries are FastAPI's;
 3. any error: ``RequestValidationError`` (422, core/errors.py), as FastAPI raises it;
 4. the endpoint, awaited with the values; it must return a ``Response``, sent as it is.
 
@@ -25,9 +26,10 @@ tests/unit/test_flat_route.py holds the two handlers to the same answers.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, get_type_hints
 
+from fastapi._compat import ModelField
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
@@ -83,6 +85,46 @@ def _is_flat_dependency(dependant: Dependant) -> bool:
     )
 
 
+class _Param:
+    """A path or query parameter of a scalar type with one name: read and validated directly."""
+
+    __slots__ = ("alias", "field", "loc", "name")
+
+    def __init__(self, field: ModelField) -> None:
+        self.field = field
+        self.name = field.name
+        self.alias = field.alias
+        self.loc = (field.field_info.in_.value, field.alias)  # type: ignore[attr-defined]
+
+
+_SCALARS = (int, float, str, bool)
+
+
+def _direct_params(fields: list[ModelField]) -> list[_Param] | None:
+    """The fields as directly read parameters, or None if one is not a plain scalar (those go
+    through FastAPI's function: lists, models, aliases with choices)."""
+    if not all(
+        field.field_info.annotation in _SCALARS and field.field_info.validation_alias is None
+        for field in fields
+    ):
+        return None
+    return [_Param(field) for field in fields]
+
+
+def _read_params(params: list[_Param], source: Mapping[str, Any], values: dict[str, Any]) -> bool:
+    """Each parameter's validated value into ``values``; False as soon as one is missing or
+    invalid (FastAPI's function then answers for all of them, errors and defaults included)."""
+    for param in params:
+        raw = source.get(param.alias)
+        if raw is None:
+            return False
+        value, errors = param.field.validate(raw, values, loc=param.loc)
+        if errors:
+            return False
+        values[param.name] = value
+    return True
+
+
 def _returns_response(endpoint: Callable[..., Any]) -> bool:
     try:
         returned = get_type_hints(endpoint).get("return")
@@ -133,6 +175,7 @@ def flat_handler(route: APIRoute, steps: list[_Step], general: Handler) -> Handl
     dependant = route.dependant
     endpoint: Callable[..., Awaitable[Response]] = dependant.call  # type: ignore[assignment]
     path_params, query_params = dependant.path_params, dependant.query_params
+    direct_path, direct_query = _direct_params(path_params), _direct_params(query_params)
     request_name = dependant.request_param_name
     overrides_provider = route.dependency_overrides_provider
 
@@ -145,13 +188,17 @@ def flat_handler(route: APIRoute, steps: list[_Step], general: Handler) -> Handl
             if step.name is not None:
                 values[step.name] = value
         errors: list[Any] = []
-        if path_params:
+        if path_params and (
+            direct_path is None or not _read_params(direct_path, request.path_params, values)
+        ):
             found, errors = request_params_to_args(path_params, request.path_params)
             values.update(found)
         if query_params:
-            found, more = request_params_to_args(query_params, request.query_params)
-            values.update(found)
-            errors += more
+            query = request.query_params
+            if direct_query is None or not _read_params(direct_query, query, values):
+                found, more = request_params_to_args(query_params, query)
+                values.update(found)
+                errors += more
         if errors:
             raise RequestValidationError(errors, body=None)
         if request_name is not None:
