@@ -3,8 +3,10 @@ a record whenever anything but our handler could see it (core/access_log.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,3 +113,53 @@ def test_no_line_below_the_loggers_level(capsys: pytest.CaptureFixture[str]) -> 
         access_line(*_CALL)
     assert capsys.readouterr().err == ""
     assert access_log.access_logger is _ACCESS
+
+
+class _CountingStream:
+    """A stderr that records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_lines_of_one_loop_turn_leave_in_one_write_and_before_any_later_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = _CountingStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+
+    async def scenario() -> None:
+        with _service_logging():
+            handler, _ = sole_handler(_ACCESS, logging.INFO) or (None, None)
+            assert handler is not None
+            for n in range(3):
+                handler.write_line(f"line {n}")
+            assert stream.writes == []  # waiting for the end of the turn
+            await asyncio.sleep(0)
+            assert stream.writes == ["line 0\nline 1\nline 2\n"]
+            handler.write_line("line 3")
+            logging.getLogger("heliox.test").warning("a record")
+            assert stream.writes[1] == "line 3\n"  # the waiting line first
+            assert "a record" in stream.writes[2]
+            handler.write_line("line 4")
+            handler.flush()  # as logging.shutdown at exit
+            assert stream.writes[3] == "line 4\n"
+
+    asyncio.run(scenario())
+    assert len(stream.writes) == 4  # nothing left to write at the turn's end
+
+
+def test_without_an_event_loop_a_line_is_written_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = _CountingStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    with _service_logging():
+        access_line(*_CALL)
+        assert len(stream.writes) == 1
+        assert "logger=heliox.access" in stream.writes[0]

@@ -12,6 +12,7 @@ library: the gunicorn master loads it.
 
 from __future__ import annotations
 
+import asyncio  # (the gunicorn master has it already: its worker class imports it)
 import json
 import logging
 import os
@@ -195,23 +196,63 @@ def formatter_from_env() -> LineFormatter:
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at emit time (redirected or captured streams)."""
+    """Writes to whatever ``sys.stderr`` is at emit time (redirected or captured streams).
+
+    Lines written with :meth:`write_line` (the access line, one per request) from an event loop
+    wait for the end of the loop's turn and leave together, in one write: under load a turn
+    finishes several requests, and a write of its own cost each of them about 6 us of system
+    time. Every record and every flush writes the waiting lines first, so the order of lines
+    is the order they were logged in; a process killed outright loses at most one turn's.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._waiting: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self._waiting:  # (Handler.handle holds the lock)
+            self._write_waiting()
         self.stream = sys.stderr
         super().emit(record)
 
     def write_line(self, text: str) -> None:
-        """Write a line formatted without a record, as ``emit`` writes one (core/access_log.py)."""
+        """Write a line formatted without a record (core/access_log.py), at the end of the
+        event loop's turn when there is one."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         self.acquire()
         try:
-            stream = self.stream = sys.stderr
-            stream.write(text + self.terminator)
-            stream.flush()
-        except Exception:  # as emit: a logging failure never fails the request
-            self.handleError(logging.makeLogRecord({"msg": text}))
+            if loop is None:
+                self._waiting.append(text)
+                self._write_waiting()
+                return
+            if not self._waiting:
+                loop.call_soon(self.flush)
+            self._waiting.append(text)
         finally:
             self.release()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            if self._waiting:
+                self._write_waiting()
+            super().flush()
+        finally:
+            self.release()
+
+    def _write_waiting(self) -> None:
+        """Write the waiting lines (the lock held)."""
+        lines, self._waiting = self._waiting, []
+        try:
+            stream = self.stream = sys.stderr
+            terminator = self.terminator
+            stream.write(terminator.join(lines) + terminator)
+            stream.flush()
+        except Exception:  # as emit: a logging failure never fails the request
+            self.handleError(logging.makeLogRecord({"msg": lines[0]}))
 
 
 def sole_handler(logger: logging.Logger, level: int) -> tuple[_StderrHandler, LineFormatter] | None:
