@@ -77,9 +77,20 @@ class Cache:
         # Namespaces written to while their generation could not be bumped, with a count of
         # such failures: only a bump sent after the latest of them covers every write.
         self.pending: dict[str, int] = {}
+        self._key_names: dict[str, tuple[str, str]] = {}
         if client is not None:
             self._bump_script = client.redis.register_script(_BUMP)
             self._read_script = client.redis.register_script(_READ)
+
+    def _names(self, namespace: str) -> tuple[str, str]:
+        """The namespace's generation key and entry prefix (made once: a read needs them)."""
+        names = self._key_names.get(namespace)
+        if names is None:
+            names = self._key_names[namespace] = (
+                generation_key(namespace),
+                f"heliox:{namespace}:g",
+            )
+        return names
 
     async def _bump(self, namespace: str, *, force: bool) -> bool:
         """Bump the generation; a success clears the pending mark if no write failed meanwhile."""
@@ -108,7 +119,8 @@ class Cache:
             if namespace in self.pending:
                 metrics.CACHE_BYPASS.add()
                 return None, None
-        gen_key, prefix, suffix = generation_key(namespace), f"heliox:{namespace}:g", f":{key}"
+        gen_key, prefix = self._names(namespace)
+        suffix = f":{key}"
         try:
             # The hot path: on the client's pipelined connection (heliox.core.redis_pipe).
             generation, value = await self.client.eval_script(

@@ -140,17 +140,15 @@ class KVFormatter(LineFormatter):
         extras: dict[str, Any],
         exc_text: str | None = None,
     ) -> str:
-        parts = [
-            f"timestamp={_timestamp(created)}",
-            f"level={level}",
-            f"logger={logger}",
-            f"message={_kv_value(message)}",
-            f"request_id={_kv_value(request_id)}",
-        ]
+        # One f-string and one comprehension: this runs once per request (the access line).
+        head = (
+            f"timestamp={_timestamp(created)} level={level} logger={logger} "
+            f"message={_kv_value(message)} request_id={_kv_value(request_id)}"
+        )
         trace_id = trace_id_var.get()
         if trace_id is not None:
-            parts.append(f"trace_id={trace_id}")
-        parts.extend(f"{key}={_kv_value(value)}" for key, value in extras.items())
+            head = f"{head} trace_id={trace_id}"
+        parts = [head, *[f"{key}={_kv_value(value)}" for key, value in extras.items()]]
         if exc_text is not None:
             parts.append(f"exc_info={_kv_value(exc_text)}")
         return redact(" ".join(parts))
