@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
-from heliox.core.logging import request_id_var, sole_handler
+from heliox.core.logging import Fields, request_id_var, sole_handler
 
 access_logger = logging.getLogger("heliox.access")
 
@@ -34,12 +34,14 @@ def access_line(method: str, path: str, status: int, elapsed: float, client: str
     if direct is not None:
         handler, formatter = direct
         line = formatter.line(
-            time.time(),
-            "INFO",
-            logger.name,
-            f"{method} {path} {status}",
-            request_id=request_id_var.get(),
-            extras=extras,
+            Fields(
+                time.time(),
+                "INFO",
+                logger.name,
+                f"{method} {path} {status}",
+                request_id_var.get(),
+                extras,
+            )
         )
         handler.write_line(line)
         return

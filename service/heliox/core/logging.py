@@ -21,7 +21,7 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 # The trace ID of the request's span while tracing is on and the span is sampled (set by
@@ -97,49 +97,44 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in rest if k not in _STANDARD_ATTRS}
 
 
+class Fields(NamedTuple):
+    """What a line says, from a record or (the access line) without one."""
+
+    created: float
+    level: str
+    logger: str
+    message: str
+    request_id: str
+    extras: dict[str, Any]
+    exc_text: str | None = None
+
+
 class LineFormatter(logging.Formatter):
     """A line from its fields: :meth:`line` is the one place a format is defined, used for
     every record and, without a record, for the access line (core/access_log.py)."""
 
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        *,
-        request_id: str,
-        extras: dict[str, Any],
-        exc_text: str | None = None,
-    ) -> str:
+    def line(self, fields: Fields) -> str:
         raise NotImplementedError
 
     def format(self, record: logging.LogRecord) -> str:
         return self.line(
-            record.created,
-            record.levelname,
-            record.name,
-            record.getMessage(),
-            request_id=_request_id(record),
-            extras=_extras(record),
-            exc_text=self.formatException(record.exc_info) if record.exc_info else None,
+            Fields(
+                record.created,
+                record.levelname,
+                record.name,
+                record.getMessage(),
+                _request_id(record),
+                _extras(record),
+                self.formatException(record.exc_info) if record.exc_info else None,
+            )
         )
 
 
 class KVFormatter(LineFormatter):
     """``key=value`` lines; values with spaces, quotes or ``=`` are double-quoted and escaped."""
 
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        *,
-        request_id: str,
-        extras: dict[str, Any],
-        exc_text: str | None = None,
-    ) -> str:
+    def line(self, fields: Fields) -> str:
+        created, level, logger, message, request_id, extras, exc_text = fields
         # One f-string and one comprehension: this runs once per request (the access line).
         head = (
             f"timestamp={_timestamp(created)} level={level} logger={logger} "
@@ -157,17 +152,8 @@ class KVFormatter(LineFormatter):
 class JSONFormatter(LineFormatter):
     """One JSON object per line with the same keys as the kv format."""
 
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        *,
-        request_id: str,
-        extras: dict[str, Any],
-        exc_text: str | None = None,
-    ) -> str:
+    def line(self, fields: Fields) -> str:
+        created, level, logger, message, request_id, extras, exc_text = fields
         payload: dict[str, Any] = {
             "timestamp": _timestamp(created),
             "level": level,
