@@ -58,10 +58,20 @@ def _is_async(call: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(call):
         return True
     method = getattr(call, "__call__", None)  # noqa: B004 (an instance with async __call__)
+    return not inspect.isfunction(call) and inspect.iscoroutinefunction(method)
+
+
+def _injects_only_the_request(dependant: Dependant) -> bool:
+    """No header or cookie parameter and nothing FastAPI makes for it (websocket, connection,
+    response, background tasks, security scopes): at most the request."""
     return (
-        not inspect.isfunction(call)
-        and method is not None
-        and (inspect.iscoroutinefunction(method))
+        not dependant.header_params
+        and not dependant.cookie_params
+        and dependant.websocket_param_name is None
+        and dependant.http_connection_param_name is None
+        and dependant.response_param_name is None
+        and dependant.background_tasks_param_name is None
+        and dependant.security_scopes_param_name is None
     )
 
 
@@ -70,17 +80,11 @@ def _is_flat_dependency(dependant: Dependant) -> bool:
     return (
         dependant.call is not None
         and _is_async(dependant.call)
+        and _injects_only_the_request(dependant)
         and not dependant.dependencies
         and not dependant.path_params
         and not dependant.query_params
-        and not dependant.header_params
-        and not dependant.cookie_params
         and not dependant.body_params
-        and dependant.websocket_param_name is None
-        and dependant.http_connection_param_name is None
-        and dependant.response_param_name is None
-        and dependant.background_tasks_param_name is None
-        and dependant.security_scopes_param_name is None
         and not dependant.own_oauth_scopes
     )
 
@@ -142,13 +146,7 @@ def flat_steps(route: APIRoute) -> list[_Step] | None:
         or not inspect.iscoroutinefunction(endpoint)
         or not _returns_response(endpoint)
         or route.body_field is not None
-        or dependant.header_params
-        or dependant.cookie_params
-        or dependant.websocket_param_name is not None
-        or dependant.http_connection_param_name is not None
-        or dependant.response_param_name is not None
-        or dependant.background_tasks_param_name is not None
-        or dependant.security_scopes_param_name is not None
+        or not _injects_only_the_request(dependant)
     ):
         return None
     subs = dependant.dependencies

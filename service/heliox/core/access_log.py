@@ -3,7 +3,8 @@
 The access line is the one log line of every request, and with logging as
 :func:`heliox.core.logging.configure_logging` leaves it, it reaches one handler, ours. Then it
 is formatted by that handler's formatter from its fields and written, without a LogRecord and
-the logging machinery's walk (about 30 us of a cached item read's 100 in process). The text is
+the logging machinery's walk (6.3 us a line alone instead of 11.5; over HTTP the line still
+costs ~15-20 us of a cached read's worker CPU, docs/ARCHITECTURE.md "Performance"). The text is
 the same either way: one formatter method makes both (tests/unit/test_access_log.py). Whenever
 anything else could see the record (a handler or filter added anywhere on its way: pytest's log
 capture, a user's logging configuration), it is a record again, handled as any other.

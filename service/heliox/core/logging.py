@@ -184,8 +184,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     Lines written with :meth:`write_line` (the access line, one per request) from an event loop
     wait for the end of the loop's turn and leave together, in one write: under load a turn
-    finishes several requests, and a write of its own cost each of them about 6 us of system
-    time. Every record and every flush writes the waiting lines first, so the order of lines
+    finishes several requests (about 12 lines a write at the bench's load, instead of a system
+    call each). Every record and every flush writes the waiting lines first, so the order of lines
     is the order they were logged in; a process killed outright loses at most one turn's.
     """
 
