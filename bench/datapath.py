@@ -5,7 +5,12 @@ One gunicorn master with one uvicorn worker, both pinned to core 0, wrk pinned t
 (`-t1 -c32`), PostgreSQL and Redis on loopback and pinned to core 1 as well (so core 0 runs the
 worker alone: what is measured is the service's own cost, not the stores' work landing on its
 core, which /health never pays), `ENV=production`, the rate limit off, and alternating rounds
-(A B, B A, ...) with medians of the ratios:
+(A B, B A, ...) with medians of the ratios. Each round interleaves the two sides in short
+slices (A B A B ..., then B A B A ... in the next round) and compares the requests each side
+served over its slices: the shared hosts' load changes within seconds (the steal time of a
+minute swings from 0 to 25%), and one long measurement a side put such a change on one side
+only, so one pair's rounds spread over 0.5-1.5.
+
 
 | measurement | ours | against |
 | --- | --- | --- |
@@ -16,7 +21,7 @@ core, which /health never pays), `ENV=production`, the rate limit off, and alter
 | a write | the service without Redis | the bare insert |
 | cached item, API key | the service with Redis | the same, `AUTH_ENABLED=false` |
 
-Every measurement also counts the PostgreSQL sessions opened during it
+Every round also counts the PostgreSQL sessions opened during it, by both sides together
 (`pg_stat_database.sessions`): at steady state, a connection pool that works opens none.
 """
 
@@ -28,7 +33,7 @@ import statistics
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -37,6 +42,8 @@ from tests.servers import GunicornServer, PostgresServer, RedisServer, children_
 
 SERVER_CPU, WRK_CPU = 0, 1
 CONNECTIONS = 32
+# wrk's shortest run is a second; two keep its start (32 new connections) a small share.
+SLICE_SECONDS = 2
 
 # Targets: the issue's, and for writes and pages ours, set from the profile (docs/ARCHITECTURE.md,
 # "Performance"): a write commits and a page counts the table, so the database's own work is a
@@ -52,10 +59,46 @@ TARGETS = {
 }
 
 
+class Slice(NamedTuple):
+    """One short wrk run: what it served, over how long, and its median latency."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+
+
+class Side(NamedTuple):
+    """One side of a round: its slices' requests over their seconds, and their median p50."""
+
+    rps: float
+    p50_ms: float
+
+    @classmethod
+    def of(cls, slices: list[Slice]) -> Side:
+        seconds = sum(s.seconds for s in slices)
+        requests = sum(s.requests for s in slices)
+        return cls(
+            requests / seconds if seconds else 0.0, statistics.median(s.p50_ms for s in slices)
+        )
+
+
+def interleaved(
+    ours: Callable[[], Slice], theirs: Callable[[], Slice], slices: int, *, ours_first: bool
+) -> tuple[Side, Side]:
+    """``slices`` runs a side, alternated (ours first or theirs first); ours, then theirs."""
+    got: dict[bool, list[Slice]] = {True: [], False: []}
+    order = (True, False) if ours_first else (False, True)
+    for _ in range(slices):
+        for is_ours in order:
+            got[is_ours].append((ours if is_ours else theirs)())
+    return Side.of(got[True]), Side.of(got[False])
+
+
 @dataclass
 class Pair:
-    """One comparison: each round's requests/s of ours and of the baseline, and the sessions
-    PostgreSQL opened during each measurement."""
+    """One comparison: each round's requests/s of ours and of the baseline (over their slices),
+    the median of their slices' p50 latencies, and the sessions PostgreSQL opened during each
+    round (both sides)."""
 
     key: str
     label: str
@@ -174,20 +217,26 @@ def measure_pairs(
         one_pinned_worker(bare_env, app="bench.bare_app:app") as bare,
     ):
 
-        def rps(server: GunicornServer, path: str, mode: str = "get") -> tuple[float, float, int]:
-            before = sessions_opened()
-            got = run_wrk(
-                server.url + path, connections=CONNECTIONS, seconds=seconds, mode=mode, cpu=WRK_CPU
-            )
-            return got["rps"], got["p50_ms"], sessions_opened() - before
+        def wrk(server: GunicornServer, path: str, mode: str = "get") -> Callable[[], Slice]:
+            def go() -> Slice:
+                got = run_wrk(
+                    server.url + path,
+                    connections=CONNECTIONS,
+                    seconds=SLICE_SECONDS,
+                    mode=mode,
+                    cpu=WRK_CPU,
+                )
+                return Slice(got["requests"], got["seconds"], got["p50_ms"])
 
-        plans: dict[str, tuple[Callable[[], tuple[float, float, int]], ...]] = {
-            "health": (lambda: rps(service, "/health"), lambda: rps(bare, "/health")),
-            "uncached": (lambda: rps(service, "/", "item"), lambda: rps(bare, "/", "item")),
-            "cached": (lambda: rps(with_cache, "/", "item"), lambda: rps(with_cache, "/health")),
-            "page": (lambda: rps(service, "/", "list"), lambda: rps(bare, "/", "list")),
-            "write": (lambda: rps(service, "/", "post"), lambda: rps(bare, "/", "post")),
-            "auth": (lambda: rps(with_cache, "/", "item"), lambda: rps(open_cache, "/", "item")),
+            return go
+
+        plans: dict[str, tuple[Callable[[], Slice], Callable[[], Slice]]] = {
+            "health": (wrk(service, "/health"), wrk(bare, "/health")),
+            "uncached": (wrk(service, "/", "item"), wrk(bare, "/", "item")),
+            "cached": (wrk(with_cache, "/", "item"), wrk(with_cache, "/health")),
+            "page": (wrk(service, "/", "list"), wrk(bare, "/", "list")),
+            "write": (wrk(service, "/", "post"), wrk(bare, "/", "post")),
+            "auth": (wrk(with_cache, "/", "item"), wrk(open_cache, "/", "item")),
         }
         # Warm-up: pools filled, lazy imports done, ids cached. Each server writes first: the
         # two cached servers share one Redis, and a server whose reads all hit entries the
@@ -197,15 +246,15 @@ def measure_pairs(
                 run_wrk(
                     server.url + "/", connections=CONNECTIONS, seconds=2, mode=mode, cpu=WRK_CPU
                 )
+        slices = max(1, round(seconds / SLICE_SECONDS))
         for key, pair in pairs.items():
             ours, theirs = plans[key]
             for index in range(rounds):
-                first, second = (ours, theirs) if index % 2 == 0 else (theirs, ours)
-                a, b = first(), second()
-                (o_rps, o_p50, o_new), (t_rps, t_p50, t_new) = (a, b) if index % 2 == 0 else (b, a)
-                pair.rounds.append((o_rps, t_rps))
-                pair.p50_ms.append((o_p50, t_p50))
-                pair.sessions += [o_new, t_new]
+                before = sessions_opened()
+                mine, base = interleaved(ours, theirs, slices, ours_first=index % 2 == 0)
+                pair.sessions.append(sessions_opened() - before)
+                pair.rounds.append((mine.rps, base.rps))
+                pair.p50_ms.append((mine.p50_ms, base.p50_ms))
             progress(
                 f"data path: {pair.label}: median ratio {pair.ratio:.2f} (target {pair.target})"
                 f"; rounds {', '.join(f'{o:,.0f}/{t:,.0f}' for o, t in pair.rounds)} req/s;"

@@ -62,9 +62,11 @@ def datapath_markdown(pairs: list[dict[str, Any]], settings: dict[str, Any]) -> 
         "## Data path (1 pinned worker, side by side)",
         "",
         "One worker pinned to core 0, wrk pinned to core 1 (`-t1 -c32`), "
-        f"{settings.get('seconds', 0):g} s per measurement, {settings.get('rounds', 0)} "
-        "alternating rounds, median ratio; `new sessions` counts the PostgreSQL sessions opened "
-        "during each measurement (ours, then the baseline's; bench/datapath.py).",
+        f"{settings.get('seconds', 0):g} s a side per round in slices of "
+        f"{settings.get('slice_seconds', 0):g} s alternated (A B A B ..., then B A B A ...), "
+        f"{settings.get('rounds', 0)} rounds, median of the rounds' ratios; p50 is the median of "
+        "a side's slices; `new sessions` counts the PostgreSQL sessions opened during each round, "
+        "both sides together (bench/datapath.py).",
         "",
         "| comparison | median ratio | target | verdict | rounds (ours / baseline req/s) | p50 ms "
         "(ours / baseline) | new sessions |",

@@ -330,7 +330,11 @@ def benchmark(args: argparse.Namespace) -> Run:
         data_rounds = 2 if quick else args.datapath_rounds
         pairs = datapath.measure_pairs(postgres, database_url, redis, data_seconds, data_rounds)
         run.datapath = [p.as_dict() for p in pairs]
-        run.settings["datapath"] = {"seconds": data_seconds, "rounds": data_rounds}
+        run.settings["datapath"] = {
+            "seconds": data_seconds,
+            "slice_seconds": datapath.SLICE_SECONDS,
+            "rounds": data_rounds,
+        }
 
         variants_asgi = asgi_tracing.measure(rounds=3 if quick else 7)
         run.asgi_tracing = [asdict(v) for v in variants_asgi]
