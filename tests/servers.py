@@ -251,10 +251,23 @@ class PostgresServer(_Managed):
         return [] if pid is None else [pid, *children_of(pid)]
 
     def freeze(self) -> None:
-        """SIGSTOP the postmaster and every backend: connects and queries hang, nothing fails."""
-        for pid in self._pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
+        """SIGSTOP the postmaster and every backend: connects and queries hang, nothing fails.
+
+        The postmaster first, then its children until no new one appears: a child forked
+        between a listing and the postmaster's stop (a backend for a connection being opened,
+        an autovacuum worker) would otherwise keep running and answer.
+        """
+        postmaster = self.postmaster_pid
+        if postmaster is None:
+            return
+        stopped: set[int] = set()
+        pending = [postmaster]
+        while pending:
+            for pid in pending:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                stopped.add(pid)
+            pending = [pid for pid in children_of(postmaster) if pid not in stopped]
 
     def thaw(self) -> None:
         for pid in self._pids():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from heliox.api.deps import DB
 from heliox.app import create_app
+from heliox.core.db import Database, create_db_engine
 from tests.helpers import make_settings
 from tests.servers import PostgresServer, RedisServer
 
@@ -111,3 +114,30 @@ def test_values_postgres_refuses_are_422_not_500(database_url: str) -> None:
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "validation_error"
     assert "not-a-number" not in response.text
+
+
+def test_reads_run_in_autocommit_and_writes_in_one_transaction(database_url: str) -> None:
+    """``Database.read`` gives each statement its own transaction (no BEGIN/COMMIT round trips);
+    ``Database.run`` one transaction for the unit of work; and the pool's one connection, used
+    by a read first, is back in transaction mode for the write (autocommit does not leak)."""
+    settings = make_settings(
+        database_url=database_url, env="production", db_pool_size=1, db_max_overflow=0
+    )
+    db = Database(create_db_engine(settings), request_timeout=5)
+
+    def two_clock_readings(connection: Connection) -> tuple[object, object]:
+        first = connection.scalar(text("SELECT now()"))
+        connection.execute(text("SELECT pg_sleep(0.02)"))
+        return first, connection.scalar(text("SELECT now()"))
+
+    async def both() -> tuple[tuple[object, object], tuple[object, object]]:
+        read = await db.read(two_clock_readings)
+        written = await db.run(lambda session: two_clock_readings(session.connection()))
+        return read, written
+
+    try:
+        (read_first, read_second), (run_first, run_second) = asyncio.run(both())
+    finally:
+        db.dispose()
+    assert read_first != read_second  # now() is the transaction's start: one per statement
+    assert run_first == run_second  # one transaction

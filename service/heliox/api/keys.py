@@ -50,13 +50,13 @@ async def list_keys(
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> KeyPage:
-    found, total = await db.run(lambda s: store.listing(s, offset, limit), readonly=True)
+    found, total = await db.read(lambda c: store.listing(c, offset, limit))
     return KeyPage(items=[KeyRead.of(i) for i in found], total=total, offset=offset, limit=limit)
 
 
 @router.get("/{key_id}", response_model=KeyRead)
 async def get_key(key_id: KeyIdPath, db: DB) -> KeyRead:
-    info = await db.run(lambda s: store.get(s, key_id), readonly=True)
+    info = await db.read(lambda c: store.get(c, key_id))
     if info is None:
         raise HTTPException(404, _NOT_FOUND)
     return KeyRead.of(info)

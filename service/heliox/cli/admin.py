@@ -125,7 +125,8 @@ def _create(settings: Settings, args: argparse.Namespace) -> int:
 def _list(settings: Settings, args: argparse.Namespace) -> int:
     try:
         found, _total = _in_session(
-            settings, lambda s: store.listing(s, 0, 1_000_000, include_revoked=args.all)
+            settings,
+            lambda s: store.listing(s.connection(), 0, 1_000_000, include_revoked=args.all),
         )
     except SQLAlchemyError as exc:
         return _database_error(exc)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from heliox.core.cache import Cache
 from heliox.core.db import Database
@@ -38,24 +38,24 @@ class ItemService:
 
     async def read(self, item_id: int) -> Body | None:
         """The item's JSON, or None when there is no such item."""
-        return await self._through_cache(f"item:{item_id}", lambda s: repo.get(s, item_id))
+        return await self._through_cache(f"item:{item_id}", lambda c: repo.get(c, item_id))
 
     async def page(self, offset: int, limit: int) -> Body:
         body = await self._through_cache(
-            f"page:{offset}:{limit}", lambda s: repo.page(s, offset, limit)
+            f"page:{offset}:{limit}", lambda c: repo.page(c, offset, limit)
         )
         assert body is not None  # a page always exists, empty or not
         return body
 
     async def _through_cache(
-        self, key: str, load: Callable[[Session], BaseModel | None]
+        self, key: str, load: Callable[[Connection], BaseModel | None]
     ) -> Body | None:
         """The cached bytes of ``key``, else ``load``'s model read in one unit of work and cached
         under the generation the cache read saw; None when ``load`` finds nothing."""
         cached, full_key = await self.cache.get(NAMESPACE, key)
         if cached is not None:
             return Body(cached, cached=True)
-        found = await self.db.run(load, readonly=True)
+        found = await self.db.read(load)
         if found is None:
             return None
         body = found.model_dump_json().encode()

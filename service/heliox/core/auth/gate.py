@@ -161,7 +161,7 @@ class Gate:
         return entry
 
     async def _load(self, prefix: str) -> _Key | None:
-        stored = await self.db.run(lambda s: store.find(s, prefix), readonly=True)
+        stored = await self.db.read(lambda c: store.find(c, prefix))
         return None if stored is None else _Key(stored)
 
     def _record_use(self, key_id: int, now: float) -> None:

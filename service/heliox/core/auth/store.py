@@ -1,12 +1,13 @@
-"""API keys in the database. Each function takes the Session of one unit of work
-(``Database.run``); none knows about HTTP."""
+"""API keys in the database. Writes take the Session of one unit of work (``Database.run``),
+reads the Connection of ``Database.read`` (Core statements); none knows about HTTP."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Connection, Row, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,6 +15,8 @@ from heliox.core.auth import keys
 from heliox.core.auth.roles import Role
 from heliox.models import ApiKey
 from heliox.models.base import utcnow
+
+_keys = ApiKey.__table__
 
 # last_used_at is written when it is older than this: cheap, and precise enough to find unused
 # keys.
@@ -35,7 +38,7 @@ class KeyInfo:
     revoked_at: datetime | None
 
     @classmethod
-    def of(cls, row: ApiKey) -> KeyInfo:
+    def of(cls, row: ApiKey | Row[Any]) -> KeyInfo:
         return cls(
             prefix=row.prefix,
             name=row.name,
@@ -88,8 +91,8 @@ def create(
     return key, KeyInfo.of(row)
 
 
-def find(session: Session, prefix: str) -> StoredKey | None:
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+def find(connection: Connection, prefix: str) -> StoredKey | None:
+    row = connection.execute(select(_keys).where(_keys.c.prefix == prefix)).first()
     if row is None:
         return None
     return StoredKey(
@@ -103,20 +106,22 @@ def find(session: Session, prefix: str) -> StoredKey | None:
     )
 
 
-def get(session: Session, prefix: str) -> KeyInfo | None:
+def get(connection: Connection, prefix: str) -> KeyInfo | None:
     """An active (not revoked) key."""
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)))
+    row = connection.execute(
+        select(_keys).where(_keys.c.prefix == prefix, _keys.c.revoked_at.is_(None))
+    ).first()
     return None if row is None else KeyInfo.of(row)
 
 
 def listing(
-    session: Session, offset: int = 0, limit: int = 100, *, include_revoked: bool = False
+    connection: Connection, offset: int = 0, limit: int = 100, *, include_revoked: bool = False
 ) -> tuple[list[KeyInfo], int]:
-    query = select(ApiKey)
+    query = select(_keys)
     if not include_revoked:
-        query = query.where(ApiKey.revoked_at.is_(None))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(ApiKey.id).offset(offset).limit(limit))
+        query = query.where(_keys.c.revoked_at.is_(None))
+    total = connection.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = connection.execute(query.order_by(_keys.c.id).offset(offset).limit(limit))
     return [KeyInfo.of(row) for row in rows], total
 
 
