@@ -37,13 +37,11 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from bench.harness import gunicorn, progress, run_wrk, service_env
+from bench.harness import SLICE_SECONDS, gunicorn, progress, run_wrk, service_env, slices_for
 from tests.servers import GunicornServer, PostgresServer, RedisServer, children_of
 
 SERVER_CPU, WRK_CPU = 0, 1
 CONNECTIONS = 32
-# wrk's shortest run is a second; two keep its start (32 new connections) a small share.
-SLICE_SECONDS = 2
 
 # Targets: the issue's, and for writes and pages ours, set from the profile (docs/ARCHITECTURE.md,
 # "Performance"): a write commits and a page counts the table, so the database's own work is a
@@ -246,7 +244,7 @@ def measure_pairs(
                 run_wrk(
                     server.url + "/", connections=CONNECTIONS, seconds=2, mode=mode, cpu=WRK_CPU
                 )
-        slices = max(1, round(seconds / SLICE_SECONDS))
+        slices = slices_for(seconds)
         for key, pair in pairs.items():
             ours, theirs = plans[key]
             for index in range(rounds):

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -118,6 +119,44 @@ class Result:
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    @classmethod
+    def merged(cls, parts: list[Result]) -> Result:
+        """Runs of one scenario as one: requests over the summed seconds, the median of the
+        runs' percentiles (their max for the maximum), counts summed, peaks at their peak."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        requests = sum(r.requests for r in parts)
+        seconds = sum(r.seconds for r in parts)
+
+        def summed(counts: list[dict[str, int]]) -> dict[str, int]:
+            total: dict[str, int] = {}
+            for count in counts:
+                for key, n in count.items():
+                    total[key] = total.get(key, 0) + n
+            return total
+
+        return cls(
+            scenario=first.scenario,
+            app=first.app,
+            connections=first.connections,
+            seconds=seconds,
+            requests=requests,
+            rps=requests / seconds if seconds else 0.0,
+            p50_ms=statistics.median(r.p50_ms for r in parts),
+            p90_ms=statistics.median(r.p90_ms for r in parts),
+            p99_ms=statistics.median(r.p99_ms for r in parts),
+            max_ms=max(r.max_ms for r in parts),
+            errors=summed([r.errors for r in parts]),
+            statuses=summed([r.statuses for r in parts]),
+            peak_rss_mib=max(r.peak_rss_mib for r in parts),
+            peak_pss_mib=max(r.peak_pss_mib for r in parts),
+            peak_master_rss_mib=max(r.peak_master_rss_mib for r in parts),
+            peak_worker_rss_mib=max(r.peak_worker_rss_mib for r in parts),
+            load1=first.load1,
+            note="; ".join(dict.fromkeys(r.note for r in parts if r.note)),
+        )
 
 
 def run_wrk(
@@ -311,17 +350,40 @@ def migrate_and_seed(postgres: PostgresServer) -> str:
     return url
 
 
+# The shared hosts' load changes within seconds (a minute's steal time swings from 0 to 25%):
+# one long run a side put such a change on one side only, so A/B comparisons interleave the
+# sides in short slices. wrk's shortest run is a second; two keep its start a small share.
+SLICE_SECONDS = 2
+
+
+def slices_for(seconds: float) -> int:
+    """How many slices a side gets for ``seconds`` of measuring a round."""
+    return max(1, round(seconds / SLICE_SECONDS))
+
+
 def ab_rounds(
     rounds: int,
     first: tuple[str, Callable[[], Result]],
     second: tuple[str, Callable[[], Result]],
+    *,
+    slices: int = 1,
+    keep: Callable[[Result], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Alternate A and B (A B, B A, A B, ...) so drift in machine load hits both alike."""
+    """A/B rounds: each runs ``slices`` short runs a side, alternated (A B A B ..., then
+    B A B A ... in the next round) so load swings hit both sides alike; a side's round is its
+    runs merged (``keep`` receives each). Returns each round's requests/s by side."""
     out = []
     for index in range(rounds):
         order = (first, second) if index % 2 == 0 else (second, first)
-        got = {name: run().rps for name, run in order}
-        out.append(got)
+        parts: dict[str, list[Result]] = {name: [] for name, _ in order}
+        for _ in range(slices):
+            for name, run in order:
+                parts[name].append(run())
+        merged = {name: Result.merged(runs) for name, runs in parts.items()}
+        if keep is not None:
+            for result in merged.values():
+                keep(result)
+        out.append({name: result.rps for name, result in merged.items()})
     return out
 
 

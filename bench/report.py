@@ -123,7 +123,10 @@ def render_markdown(run: Run, plot_name: str | None) -> str:
         "two workers, wrk and PostgreSQL). The machine is shared: other work competes for the "
         "same cores, so compare the side-by-side ratios, not absolute requests/s across runs.",
         f"- Run took {run.duration_s:.0f} s; {run.settings['seconds_per_run']:g} s per "
-        f"measurement, {run.settings['ab_rounds']} alternating rounds for the ratios.",
+        f"measurement, {run.settings['ab_rounds']} rounds for the ratios, each side's round "
+        f"in slices of {run.settings.get('slice_seconds', run.settings['seconds_per_run']):g} s "
+        "alternated with the other side's (A B A B ..., then B A B A ...; its scenario row "
+        "merges them).",
         "",
         "## Targets",
         "",

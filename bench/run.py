@@ -28,6 +28,7 @@ from pathlib import Path
 from bench import asgi_tracing, datapath, tracing_cost
 from bench.harness import (
     SEED_ITEMS,
+    SLICE_SECONDS,
     WORKERS,
     Result,
     ab_rounds,
@@ -41,6 +42,7 @@ from bench.harness import (
     progress,
     run_wrk,
     service_env,
+    slices_for,
     table_locked,
 )
 from bench.index import write_index
@@ -137,6 +139,7 @@ def benchmark(args: argparse.Namespace) -> Run:
     quick = args.quick
     seconds = 2.0 if quick else args.seconds
     rounds = 2 if quick else args.rounds
+    slices = slices_for(seconds)
     run = Run(
         timestamp=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
         quick=quick,
@@ -147,6 +150,7 @@ def benchmark(args: argparse.Namespace) -> Run:
         "workers": WORKERS,
         "seconds_per_run": seconds,
         "ab_rounds": rounds,
+        "slice_seconds": SLICE_SECONDS,
         "seed_items": SEED_ITEMS,
         "wrk_threads": "1 (2 above 127 connections)",
     }
@@ -177,16 +181,18 @@ def benchmark(args: argparse.Namespace) -> Run:
 
             def health(server: GunicornServer, app: str) -> Callable[[], Result]:
                 def go() -> Result:
-                    result = measure(
-                        "/health", app, server, "/health", connections=32, seconds=seconds
+                    return measure(
+                        "/health", app, server, "/health", connections=32, seconds=SLICE_SECONDS
                     )
-                    run.results.append(result)
-                    return result
 
                 return go
 
             run.health_rounds = ab_rounds(
-                rounds, ("service", health(ours, "service")), ("bare", health(bare, "bare"))
+                rounds,
+                ("service", health(ours, "service")),
+                ("bare", health(bare, "bare")),
+                slices=slices,
+                keep=run.results.append,
             )
 
             run.results.append(
@@ -220,17 +226,15 @@ def benchmark(args: argparse.Namespace) -> Run:
 
                 def item(server: GunicornServer, app: str) -> Callable[[], Result]:
                     def go() -> Result:
-                        result = measure(
+                        return measure(
                             "GET /api/v1/items/{id}",
                             app,
                             server,
                             "/",
                             connections=32,
-                            seconds=seconds,
+                            seconds=SLICE_SECONDS,
                             mode="item",
                         )
-                        run.results.append(result)
-                        return result
 
                     return go
 
@@ -238,6 +242,8 @@ def benchmark(args: argparse.Namespace) -> Run:
                     rounds,
                     ("cache", item(ours, "service, Redis cache")),
                     ("no cache", item(nocache, "service, no Redis")),
+                    slices=slices,
+                    keep=run.results.append,
                 )
 
                 # Tracing on at ratio 1.0 against off, on the same cached reads.
@@ -250,6 +256,8 @@ def benchmark(args: argparse.Namespace) -> Run:
                         rounds,
                         ("on", item(traced, "service, Redis cache, tracing 1.0")),
                         ("off", item(ours, "service, Redis cache")),
+                        slices=slices,
+                        keep=run.results.append,
                     )
                     run.tracing_exports = {"requests": receiver.requests, "bytes": receiver.bytes}
 
@@ -332,7 +340,7 @@ def benchmark(args: argparse.Namespace) -> Run:
         run.datapath = [p.as_dict() for p in pairs]
         run.settings["datapath"] = {
             "seconds": data_seconds,
-            "slice_seconds": datapath.SLICE_SECONDS,
+            "slice_seconds": SLICE_SECONDS,
             "rounds": data_rounds,
         }
 
