@@ -119,3 +119,20 @@ def test_only_the_generations_live_without_a_ttl(database_url: str, redis_url: s
     assert {key for key, ttl in ttls.items() if ttl < 0} == {GENERATION}
     assert any(key.startswith("heliox:rl:") for key in ttls), ttls
     assert len(ttls) >= 4, ttls  # the generation, two cached reads, a rate-limit counter
+
+
+def test_entries_filled_together_expire_apart_and_within_the_ttl(
+    database_url: str, redis_url: str, direct: redis.Redis
+) -> None:
+    """Reads cached within a second get lifetimes spread over the TTL's last tenth, so they
+    do not all miss at once when it runs out; none outlives CACHE_TTL_SECONDS."""
+    settings = make_settings(database_url=database_url, redis_url=redis_url, cache_ttl_seconds=60)
+    with client_for(settings) as client:
+        ids = [client.post("/api/v1/items", json={"name": f"n{i}"}).json()["id"] for i in range(30)]
+        for item_id in ids:
+            assert _name(client, item_id)[1] == "miss"
+    lifetimes = [direct.pttl(key) for key in direct.keys("heliox:items:g*:item:*")]
+    assert len(lifetimes) == 30, lifetimes
+    assert all(54_000 - 2_000 <= ms <= 60_000 for ms in lifetimes), lifetimes
+    # Filled within about a second: without the spread they would lie within that second.
+    assert max(lifetimes) - min(lifetimes) > 2_000, sorted(lifetimes)

@@ -45,7 +45,7 @@ class FakeRedis:
         self._call("GET")
         return self.data.get(key)
 
-    async def set(self, key: str, value: bytes, ex: int | None = None) -> bool:
+    async def set(self, key: str, value: bytes, px: int | None = None) -> bool:
         self._call("SET")
         self.data[key] = value
         return True

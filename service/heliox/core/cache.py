@@ -23,6 +23,7 @@ the app) retry. Other processes did not see the failed write; see docs/ARCHITECT
 from __future__ import annotations
 
 import logging
+import random
 
 from heliox.core import metrics
 from heliox.core.redis import RedisClient, RedisUnavailable
@@ -137,11 +138,19 @@ class Cache:
         metrics.CACHE_MISS.add()
         return None, full_key
 
+    def lifetime_ms(self) -> int:
+        """An entry's lifetime: the TTL less up to a tenth of it, at random. Entries filled
+        together (a deploy's first minute, a list page's burst) would otherwise expire together
+        and send their reads to the database at once; never longer than the TTL, which bounds
+        how stale a read may be."""
+        full = self.ttl * 1000
+        return full - random.randrange(full // 10 + 1)  # noqa: S311 (spread, not a secret)
+
     async def set(self, full_key: str | None, value: bytes) -> None:
         if self.client is None or full_key is None:
             return
         try:
-            await self.client.run(lambda r: r.set(full_key, value, ex=self.ttl))
+            await self.client.run(lambda r: r.set(full_key, value, px=self.lifetime_ms()))
         except RedisUnavailable:
             return
 
