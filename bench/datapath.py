@@ -37,7 +37,15 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from bench.harness import SLICE_SECONDS, gunicorn, progress, run_wrk, service_env, slices_for
+from bench.harness import (
+    SLICE_SECONDS,
+    gunicorn,
+    interleaved,
+    progress,
+    run_wrk,
+    service_env,
+    slices_for,
+)
 from tests.servers import GunicornServer, PostgresServer, RedisServer, children_of
 
 SERVER_CPU, WRK_CPU = 0, 1
@@ -78,18 +86,6 @@ class Side(NamedTuple):
         return cls(
             requests / seconds if seconds else 0.0, statistics.median(s.p50_ms for s in slices)
         )
-
-
-def interleaved(
-    ours: Callable[[], Slice], theirs: Callable[[], Slice], slices: int, *, ours_first: bool
-) -> tuple[Side, Side]:
-    """``slices`` runs a side, alternated (ours first or theirs first); ours, then theirs."""
-    got: dict[bool, list[Slice]] = {True: [], False: []}
-    order = (True, False) if ours_first else (False, True)
-    for _ in range(slices):
-        for is_ours in order:
-            got[is_ours].append((ours if is_ours else theirs)())
-    return Side.of(got[True]), Side.of(got[False])
 
 
 @dataclass
@@ -249,8 +245,9 @@ def measure_pairs(
             ours, theirs = plans[key]
             for index in range(rounds):
                 before = sessions_opened()
-                mine, base = interleaved(ours, theirs, slices, ours_first=index % 2 == 0)
+                mine_runs, base_runs = interleaved(ours, theirs, slices, first_leads=index % 2 == 0)
                 pair.sessions.append(sessions_opened() - before)
+                mine, base = Side.of(mine_runs), Side.of(base_runs)
                 pair.rounds.append((mine.rps, base.rps))
                 pair.p50_ms.append((mine.p50_ms, base.p50_ms))
             progress(

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.procmem import PeakSampler, mib, sample_tree, wait_for_workers
 from tests.servers import TEST_API_KEY, GunicornServer, PostgresServer
@@ -350,6 +350,8 @@ def migrate_and_seed(postgres: PostgresServer) -> str:
     return url
 
 
+T = TypeVar("T")
+
 # The shared hosts' load changes within seconds (a minute's steal time swings from 0 to 25%):
 # one long run a side put such a change on one side only, so A/B comparisons interleave the
 # sides in short slices. wrk's shortest run is a second; two keep its start a small share.
@@ -361,6 +363,19 @@ def slices_for(seconds: float) -> int:
     return max(1, round(seconds / SLICE_SECONDS))
 
 
+def interleaved(
+    first: Callable[[], T], second: Callable[[], T], slices: int, *, first_leads: bool
+) -> tuple[list[T], list[T]]:
+    """``slices`` runs of each side, alternated (A B A B ..., or B A B A ... when ``first_leads``
+    is false) so load swings hit both sides alike; the first side's runs, then the second's."""
+    runs: tuple[list[T], list[T]] = ([], [])
+    order = ((0, first), (1, second)) if first_leads else ((1, second), (0, first))
+    for _ in range(slices):
+        for side, run in order:
+            runs[side].append(run())
+    return runs
+
+
 def ab_rounds(
     rounds: int,
     first: tuple[str, Callable[[], Result]],
@@ -369,20 +384,18 @@ def ab_rounds(
     slices: int = 1,
     keep: Callable[[Result], None] | None = None,
 ) -> list[dict[str, float]]:
-    """A/B rounds: each runs ``slices`` short runs a side, alternated (A B A B ..., then
-    B A B A ... in the next round) so load swings hit both sides alike; a side's round is its
-    runs merged (``keep`` receives each). Returns each round's requests/s by side."""
+    """A/B rounds of :func:`interleaved` runs, the lead alternating from round to round; a
+    side's round is its runs merged (``keep`` receives each, the round's leader first).
+    Returns each round's requests/s by side."""
+    (first_name, run_first), (second_name, run_second) = first, second
     out = []
     for index in range(rounds):
-        order = (first, second) if index % 2 == 0 else (second, first)
-        parts: dict[str, list[Result]] = {name: [] for name, _ in order}
-        for _ in range(slices):
-            for name, run in order:
-                parts[name].append(run())
-        merged = {name: Result.merged(runs) for name, runs in parts.items()}
+        leads = index % 2 == 0
+        first_runs, second_runs = interleaved(run_first, run_second, slices, first_leads=leads)
+        merged = {first_name: Result.merged(first_runs), second_name: Result.merged(second_runs)}
         if keep is not None:
-            for result in merged.values():
-                keep(result)
+            for name in (first_name, second_name) if leads else (second_name, first_name):
+                keep(merged[name])
         out.append({name: result.rps for name, result in merged.items()})
     return out
 
