@@ -10,11 +10,22 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from heliox.core import access_log
 from heliox.core.access_log import access_line
-from heliox.core.logging import configure_logging, request_id_var, sole_handler, trace_id_var
+from heliox.core.logging import (
+    Fields,
+    JSONFormatter,
+    KVFormatter,
+    LineFormatter,
+    configure_logging,
+    request_id_var,
+    sole_handler,
+    trace_id_var,
+)
 
 _ACCESS = logging.getLogger("heliox.access")
 _CALL = ("GET", "/api/v1/items/7", 200, 0.0123456, "10.0.0.9")
@@ -72,6 +83,60 @@ def test_the_direct_line_is_the_records_line(
     # Same text but for the milliseconds of the timestamp (two calls, two clocks).
     assert direct.split("00:00", 1)[1] == record.split("00:00", 1)[1]
     assert "secret" not in direct
+
+
+_TEXT = st.text(st.sampled_from('aZ09/-_.:%@ ="\\\n\t\u00e9'), max_size=12)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    formatter=st.sampled_from([KVFormatter(), JSONFormatter()]),
+    request_id=_TEXT,
+    method=_TEXT,
+    path=_TEXT,
+    status=st.integers(100, 599),
+    duration_ms=st.floats(0, 1e6, allow_nan=False),
+    client=_TEXT,
+    trace_id=st.none() | st.just("0af7651916cd43dd8448eb211c80319c"),
+)
+def test_a_formats_access_line_is_its_line_of_the_same_fields(
+    formatter: LineFormatter,
+    request_id: str,
+    method: str,
+    path: str,
+    status: int,
+    duration_ms: float,
+    client: str,
+    trace_id: str | None,
+) -> None:
+    """KVFormatter's one-f-string access line says exactly what its general line says, quoting
+    and masking included (values with spaces, quotes, ``=``, backslashes, empty ones)."""
+    created = 1_764_000_000.123
+    extras = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": duration_ms,
+        "client": client,
+    }
+    fields = Fields(
+        created, "INFO", "heliox.access", f"{method} {path} {status}", request_id, extras
+    )
+    token = trace_id_var.set(trace_id)
+    try:
+        fast = formatter.access(
+            created,
+            logger="heliox.access",
+            request_id=request_id,
+            method=method,
+            path=path,
+            status=status,
+            duration_ms=duration_ms,
+            client=client,
+        )
+        assert fast == formatter.line(fields)
+    finally:
+        trace_id_var.reset(token)
 
 
 def test_the_line_goes_straight_to_our_handler_only_when_it_is_the_only_one() -> None:

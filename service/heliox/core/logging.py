@@ -116,6 +116,30 @@ class LineFormatter(logging.Formatter):
     def line(self, fields: Fields) -> str:
         raise NotImplementedError
 
+    def access(
+        self,
+        created: float,
+        *,
+        logger: str,
+        request_id: str,
+        method: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        client: str,
+    ) -> str:
+        """The access line: what :meth:`line` makes of its fields (a format may make the same
+        text faster, as KVFormatter does)."""
+        extras = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "client": client,
+        }
+        message = f"{method} {path} {status}"
+        return self.line(Fields(created, "INFO", logger, message, request_id, extras))
+
     def format(self, record: logging.LogRecord) -> str:
         return self.line(
             Fields(
@@ -147,6 +171,43 @@ class KVFormatter(LineFormatter):
         if exc_text is not None:
             parts.append(f"exc_info={_kv_value(exc_text)}")
         return redact(" ".join(parts))
+
+    def access(
+        self,
+        created: float,
+        *,
+        logger: str,
+        request_id: str,
+        method: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        client: str,
+    ) -> str:
+        """:meth:`line`'s text in one f-string when no value needs quoting (the usual request):
+        half the time of building the fields and formatting them one by one."""
+        if (
+            not (method and path and request_id and client)
+            or _NEEDS_QUOTES.search(f"{method}{path}{request_id}{client}") is not None
+        ):
+            return super().access(
+                created,
+                logger=logger,
+                request_id=request_id,
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=duration_ms,
+                client=client,
+            )
+        trace_id = trace_id_var.get()
+        trace = "" if trace_id is None else f" trace_id={trace_id}"
+        return redact(
+            f"timestamp={_timestamp(created)} level=INFO logger={logger} "
+            f'message="{method} {path} {status}" request_id={request_id}{trace} '
+            f"method={method} path={path} status={status} duration_ms={duration_ms} "
+            f"client={client}"
+        )
 
 
 class JSONFormatter(LineFormatter):
