@@ -10,7 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from heliox import __version__
 from heliox.api import health, items, keys
-from heliox.api.flat import FlatRoute
+from heliox.api.flat import FlatRoute, match_static_paths_exactly
 from heliox.api.openapi import install_openapi, operation_id
 from heliox.core.config import Settings, get_settings
 from heliox.core.cors import cors_options
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # request. Key management (rare, admin only) stays a router.
     health.add_routes(app)
     items.add_routes(app)
+    match_static_paths_exactly(app.router)  # the item route is the seventh tried (api/flat.py)
     app.include_router(keys.router)
     install_openapi(app)  # completes the document from the routes, whenever they were added
 

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 import fastapi.routing
 import pytest
 from fastapi import Depends, FastAPI, Query
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from fastapi.testclient import TestClient
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
-from heliox.api.flat import FlatRoute, flat_steps
+from heliox.api.flat import FlatRoute, flat_steps, match_static_paths_exactly
 from heliox.app import create_app
 from heliox.core.config import Settings
 from tests.helpers import create_key
@@ -189,3 +190,79 @@ def test_what_is_not_flat_keeps_fastapis_handler() -> None:
         assert client.get("/yield").text == "x"
         assert client.get("/twice").text == "/twice"
         assert client.post("/body", json={"a": 1}).text == "{'a': 1}"
+
+
+_PATHS = [
+    "/health",
+    "/health/",
+    "/health/db",
+    "/healthz",
+    "/",
+    "",
+    "/metrics",
+    "/api/v1/items",
+    "/api/v1/items/",
+    "/api/v1/items/5",
+    "/prefix/health",
+    "/prefix/api/v1/items",
+    "/prefix",
+]
+
+
+def _scope(path: str, root_path: str = "", method: str = "GET") -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": path, "root_path": root_path}
+
+
+@pytest.mark.parametrize("root_path", ["", "/prefix"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_static_route_matches_what_fastapi_matches(
+    settings: Settings, root_path: str, method: str
+) -> None:
+    """The app's routes without parameters compare the path instead of running FastAPI's
+    matching, and match the same requests; the one difference is a trailing newline, which
+    Starlette's regex (``$``) accepted."""
+    app = create_app(settings)
+    exact = [r for r in app.router.routes if isinstance(r, FlatRoute) and r.exact_path]
+    assert {r.path for r in exact} >= {"/health", "/health/db", "/", "/api/v1/items"}
+    for route in exact:
+        for path in [*_PATHS, f"{route.path}\n"]:
+            scope = _scope(path, root_path, method)
+            ours, _ = route.matches(dict(scope))
+            fastapis, _ = APIRoute.matches(route, dict(scope))
+            if path == f"{route.path}\n" and not root_path:
+                assert ours == Match.NONE
+                assert fastapis != Match.NONE
+            else:
+                assert ours == fastapis, (route.path, path, root_path, method)
+
+
+def test_a_newline_after_a_static_path_is_not_that_path(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health%0A").status_code == 404
+
+
+def test_routes_of_an_included_router_keep_fastapis_matching() -> None:
+    """An included router's route is matched with the include's prefix (FastAPI's route
+    context): its own path does not say what it matches, so it is never compared."""
+    inner = APIRouter(route_class=FlatRoute)
+
+    @inner.get("/inner")
+    async def inner_route() -> Response:
+        return Response("inner")
+
+    app = FastAPI()
+    app.router.route_class = FlatRoute
+
+    @app.get("/outer")
+    async def outer_route() -> Response:
+        return Response("outer")
+
+    app.include_router(inner, prefix="/sub")
+    match_static_paths_exactly(app.router)
+    assert _route(app, "/outer").exact_path == "/outer"
+    assert inner.routes[0].exact_path is None  # type: ignore[attr-defined]
+    with TestClient(app) as client:
+        assert client.get("/outer").text == "outer"
+        assert client.get("/sub/inner").text == "inner"
+        assert client.get("/inner").status_code == 404

@@ -33,9 +33,11 @@ from fastapi._compat import ModelField
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_params_to_args
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import Scope
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -161,12 +163,44 @@ def flat_steps(route: APIRoute) -> list[_Step] | None:
 class FlatRoute(APIRoute):
     """An APIRoute that serves flat routes with :func:`flat_handler` (see the module's doc)."""
 
+    # The path a request must have to match, for a route without parameters on the app's own
+    # router (set by match_static_paths_exactly); None: FastAPI's matching.
+    exact_path: str | None = None
+
     def get_route_handler(self) -> Handler:
         general = super().get_route_handler()
         steps = flat_steps(self)
         if steps is None:
             return general
         return flat_handler(self, steps, general)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """A request for another path is no match, said without FastAPI's route context lookup
+        and Starlette's regex: the router tries its routes in order, and each one tried before
+        the route that matches costs about a microsecond."""
+        exact = self.exact_path
+        if (
+            exact is not None
+            and scope["type"] == "http"
+            and scope["path"] != exact
+            and not scope.get("root_path")
+        ):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+def match_static_paths_exactly(router: APIRouter) -> None:
+    """Match the router's own FlatRoutes without path parameters by comparing the path.
+
+    Only the router's own: a route of an included router is matched through FastAPI's route
+    context, with the include's prefix, so its path alone does not say what it matches. The
+    comparison is what Starlette's anchored regex of a static path does, except that the regex's
+    ``$`` also accepts one trailing newline (``/health%0A``), which is now a 404 like any other
+    unknown path. With a ``root_path``, FastAPI's matching decides.
+    """
+    for route in router.routes:
+        if isinstance(route, FlatRoute) and not route.param_convertors:
+            route.exact_path = route.path
 
 
 def flat_handler(route: APIRoute, steps: list[_Step], general: Handler) -> Handler:
