@@ -122,7 +122,7 @@ _handler = {
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"heliox": {"()": "heliox.core.logging.formatter_from_env"}},
+    "formatters": {"heliox": {"()": "heliox.core.log_format.formatter_from_env"}},
     "handlers": {"console": _handler, "error_console": _handler},
     "root": {"level": loglevel.upper(), "handlers": ["console"]},
     "loggers": {

@@ -16,16 +16,15 @@ from hypothesis import strategies as st
 
 from heliox.core import access_log
 from heliox.core.access_log import access_line
-from heliox.core.logging import (
+from heliox.core.log_format import (
     Fields,
     JSONFormatter,
     KVFormatter,
     LineFormatter,
-    configure_logging,
     request_id_var,
-    sole_handler,
     trace_id_var,
 )
+from heliox.core.logging import configure_logging, sole_handler
 
 _ACCESS = logging.getLogger("heliox.access")
 _CALL = ("GET", "/api/v1/items/7", 200, 0.0123456, "10.0.0.9")

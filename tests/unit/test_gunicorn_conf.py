@@ -38,7 +38,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert conf["accesslog"] is None
     assert callable(conf["child_exit"])
     assert conf["logconfig_dict"]["formatters"]["heliox"]["()"] == (
-        "heliox.core.logging.formatter_from_env"
+        "heliox.core.log_format.formatter_from_env"
     )
 
 

@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 import pytest
 
 from heliox.core.access_log import access_line
-from heliox.core.logging import (
+from heliox.core.log_format import (
     JSONFormatter,
     KVFormatter,
     _timestamp,
-    configure_logging,
     redact,
     request_id_var,
 )
+from heliox.core.logging import configure_logging
 
 KV_LINE = re.compile(
     r"^timestamp=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 level=(\w+) logger=(\S+) "

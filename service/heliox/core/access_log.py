@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import time
 
-from heliox.core.logging import request_id_var, sole_handler
+from heliox.core.log_format import request_id_var
+from heliox.core.logging import sole_handler
 
 access_logger = logging.getLogger("heliox.access")
 

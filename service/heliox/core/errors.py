@@ -24,7 +24,7 @@ from starlette.responses import Response
 from typing_extensions import TypedDict  # pydantic reads TypedDicts only from here on 3.11
 
 from heliox.core.allow import allowed_methods
-from heliox.core.logging import request_id_var
+from heliox.core.log_format import request_id_var
 from heliox.core.requestid import SANE_PATTERN
 
 logger = logging.getLogger("heliox.errors")

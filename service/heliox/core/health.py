@@ -9,7 +9,7 @@ import anyio
 import anyio.to_thread
 
 from heliox.core.db import Database
-from heliox.core.logging import redact
+from heliox.core.log_format import redact
 
 
 class DbHealth:

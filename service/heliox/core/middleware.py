@@ -25,7 +25,7 @@ from heliox.core.access_log import access_line
 from heliox.core.cors import ErrorCors
 from heliox.core.disconnect import CLIENT_CLOSED_REQUEST, client_disconnected
 from heliox.core.errors import PayloadTooLarge, error_bytes
-from heliox.core.logging import request_id_var
+from heliox.core.log_format import request_id_var
 from heliox.core.requestid import pick_request_id
 
 if TYPE_CHECKING:

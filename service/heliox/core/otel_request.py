@@ -18,7 +18,7 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, StatusCode, TracerProvider, set_span_in_context
 
 from heliox import __version__
-from heliox.core.logging import trace_id_var
+from heliox.core.log_format import trace_id_var
 
 if TYPE_CHECKING:
     from contextvars import Token
