@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from heliox.core.log_format import request_id_var
+from heliox.core.log_format import access_extras, request_id_var
 from heliox.core.logging import sole_handler
 
 access_logger = logging.getLogger("heliox.access")
@@ -42,13 +42,6 @@ def access_line(method: str, path: str, status: int, elapsed: float, client: str
             )
         )
         return
-    extras = {
-        "method": method,
-        "path": path,
-        "status": status,
-        "duration_ms": duration_ms,
-        "client": client,
-    }
     # Built with makeRecord + handle instead of ``info()``, which would walk the stack for a
     # source location (findCaller) that is always this function and that no format prints.
     record = logger.makeRecord(
@@ -59,6 +52,6 @@ def access_line(method: str, path: str, status: int, elapsed: float, client: str
         "%s %s %s",
         (method, path, status),
         None,
-        extra=extras,
+        extra=access_extras(method, path, status, duration_ms, client),
     )
     logger.handle(record)

@@ -95,6 +95,20 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in rest if k not in _STANDARD_ATTRS}
 
 
+def access_extras(
+    method: str, path: str, status: int, duration_ms: float, client: str
+) -> dict[str, Any]:
+    """The access line's own fields, in their order on the line: one definition for the line
+    made without a record (``LineFormatter.access``) and the record's ``extra``."""
+    return {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": duration_ms,
+        "client": client,
+    }
+
+
 class Fields(NamedTuple):
     """What a line says, from a record or (the access line) without one."""
 
@@ -128,13 +142,7 @@ class LineFormatter(logging.Formatter):
     ) -> str:
         """The access line: what :meth:`line` makes of its fields (a format may make the same
         text faster, as KVFormatter does)."""
-        extras = {
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": duration_ms,
-            "client": client,
-        }
+        extras = access_extras(method, path, status, duration_ms, client)
         message = f"{method} {path} {status}"
         return self.line(Fields(created, "INFO", logger, message, request_id, extras))
 
